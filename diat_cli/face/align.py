@@ -14,6 +14,20 @@ import numpy as np
 TEMPLATE_LEFT_EYE = (0.3875, 0.51)
 TEMPLATE_RIGHT_EYE = (0.6125, 0.51)
 
+# Mean positions of dlib's 5 landmarks in a canonical crop, as fractions of its side, in dlib's
+# order: image-right eye outer and inner corner, image-left eye outer and inner corner, base of
+# the nose. Used to cut dlib's face chip out of a crop when no landmarks were kept. Measured
+# on 4,983 faces of ../shared/data/celeba-test-crops (HOG detector, upsample 1, largest face):
+# landmarks mapped through alignment_matrix into the crop and averaged. Spread (std) about
+# 0.0035 for the eye corners and 0.025 for the nose.
+TEMPLATE_LANDMARKS = (
+    (0.6578, 0.5072),
+    (0.5672, 0.5128),
+    (0.3424, 0.5071),
+    (0.4326, 0.5129),
+    (0.4985, 0.6833),
+)
+
 
 def template_eyes(size: int) -> np.ndarray:
     """2 x 2 array of the template's eye centres (x, y) in pixels of a size x size crop."""
