@@ -96,3 +96,104 @@ def align(
     console.print("Aligned: " + ", ".join(parts) + f" -> {settings.output}", highlight=False)
     raise typer.Exit(summary.exit_code)
 
+
+
+@app.command()
+def attributes() -> None:
+    """List the attributes diat knows, and which faces make each one's source and reference sets.
+
+    Example: diat attributes
+    """
+    from rich.table import Table
+
+    from diat_cli.attributes import attribute_table
+    from diat_cli.console import console
+
+    table = Table(title="Attributes (source = faces without it, reference = faces with it)")
+    for column in ("attribute", "source set", "reference set", "kind", "aliases"):
+        table.add_column(column)
+    for row in attribute_table():
+        table.add_row(row.name, row.source, row.reference, row.kind, ", ".join(row.aliases))
+    console.print(table)
+
+
+@app.command("train-transform")
+def train_transform_command(
+    attr: str = typer.Option(..., "--attr", help="Target attribute, e.g. no-eyeglasses, old, female (see `diat attributes`)."),
+    data: Optional[Path] = typer.Option(None, help="Folder written by `diat align`."),
+    labels: Optional[str] = typer.Option(None, help="CelebA list_attr_celeba.txt, or 'utkface' to read age and gender from UTKFace file names. Default: found beside the original photos."),
+    source: Optional[Path] = typer.Option(None, help="Instead of --data: folder of faces WITHOUT the attribute..."),
+    reference: Optional[Path] = typer.Option(None, help="...and folder of faces WITH it."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where checkpoints, logs and grids go. Default: runs/<attr>-<variant>."),
+    variant: str = typer.Option("a", help="'a' (DIAT-A: identity loss on D's features; fast) or 'diat' (identity loss on the face-recognition network, plus the smoothness term)."),
+    size: int = typer.Option(128, help="Training resolution: 64, 128 or 256."),
+    steps: int = typer.Option(10_000, help="Training steps (one D and one T update each)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Faces per batch (per process)."),
+    lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate of T and D."),
+    gan: str = typer.Option("gan", help="Adversarial loss: 'gan' (non-saturating) or 'wgan-gp'."),
+    adversarial_weight: float = typer.Option(1.0, help="Weight of the adversarial (attribute) loss."),
+    identity_weight: float = typer.Option(10.0, help="Weight lambda of the perceptual identity loss."),
+    smooth_weight: float = typer.Option(1.0, help="Weight gamma of the smoothness loss ||f(T(x)) - T(x)||^2 (variant diat)."),
+    gradient_penalty_weight: float = typer.Option(10.0, help="WGAN-GP gradient penalty weight."),
+    denoiser_steps: int = typer.Option(300, help="Steps for each of g and f when training the smoothness network (variant diat)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16."),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="Use channels-last memory layout."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the networks (slow first step, faster after)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed on CPU gives the same run."),
+    checkpoint_every: int = typer.Option(500, help="Save a checkpoint every N steps."),
+    grid_every: int = typer.Option(250, help="Save a before/after grid of validation faces every N steps."),
+    log_every: int = typer.Option(10, help="Log averaged losses every N steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a --run-dir that already holds a run."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the data and write config.json, then stop."),
+) -> None:
+    """Train the transform network T for one attribute direction (stage 1 of DIAT).
+
+    Example: diat train-transform --attr no-eyeglasses --data aligned/ --labels list_attr_celeba.txt --size 64
+
+    Writes runs/<attr>-<variant>/: config.json, metrics.jsonl, grids/step-N.png,
+    checkpoints/ and, at the end, transform.safetensors.
+    Launch with `torchrun --nproc-per-node N $(which diat) train-transform ...` for several GPUs.
+    """
+    from diat_cli.console import RichReporter, console
+    from diat_cli.pipelines.train_transform import train_transform
+    from diat_cli.settings import TrainTransformSettings
+
+    settings = _run(
+        TrainTransformSettings,
+        attribute=attr,
+        data=data,
+        labels=Path(labels) if labels else None,
+        source=source,
+        reference=reference,
+        run_dir=run_dir,
+        variant=variant,
+        size=size,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=lr,
+        gan=gan,
+        adversarial_weight=adversarial_weight,
+        identity_weight=identity_weight,
+        smooth_weight=smooth_weight,
+        gradient_penalty_weight=gradient_penalty_weight,
+        denoiser_steps=denoiser_steps,
+        device=device,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        grid_every=grid_every,
+        log_every=log_every,
+        resume=resume,
+        overwrite=overwrite,
+        dry_run=dry_run,
+    )
+    result = _run(train_transform, settings, RichReporter())
+    if result is None:
+        console.print(f"Dry run: data and settings are fine; wrote {settings.resolved_run_dir / 'config.json'}")
+        return
+    losses = ", ".join(f"{name} {value:.4g}" for name, value in result.last_losses.items())
+    console.print(f"Trained {result.steps} steps -> {result.run_dir / 'transform.safetensors'} ({losses})", highlight=False)

@@ -1,0 +1,178 @@
+"""`diat train-transform`: data, networks and the loop for stage 1, callable from Python."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diat_cli import __version__
+from diat_cli.attributes import resolve_attribute
+from diat_cli.checkpoints import load_network, save_network
+from diat_cli.data import AttributeSplit, FaceImages, split_folders, split_source_reference
+from diat_cli.errors import DiatError
+from diat_cli.imageio import write_text_atomic
+from diat_cli.nets.discriminator import AttributeDiscriminator
+from diat_cli.nets.transform import TransformNetwork
+from diat_cli.progress import Reporter, SilentReporter
+from diat_cli.settings import TrainTransformSettings
+from diat_cli.train.batches import StepBatches
+from diat_cli.train.denoiser import DENOISER_CONFIG, train_denoiser
+from diat_cli.train.loop import LoopOptions, TrainingResult, latest_checkpoint, run_training
+from diat_cli.train.runtime import Runtime, broadcast_parameters, seed_everything, setup_runtime
+from diat_cli.train.transform import IdentityFeatures, TransformStage
+
+PREVIEW_FACES = 8
+UTKFACE_LABELS = "utkface"
+
+
+def load_split(settings: TrainTransformSettings) -> AttributeSplit:
+    """Source and reference faces, with the validation slice held out."""
+    if settings.source is not None:
+        return split_folders(settings.source, settings.reference, validation_fraction=settings.validation_fraction)
+    utkface = settings.labels is not None and str(settings.labels).lower() == UTKFACE_LABELS
+    return split_source_reference(
+        settings.data,
+        settings.attribute,
+        labels_path=None if utkface else settings.labels,
+        utkface=utkface,
+        validation_fraction=settings.validation_fraction,
+    )
+
+
+def prepare_run_dir(settings: TrainTransformSettings) -> Path:
+    """Refuse to clobber an earlier run unless --resume or --overwrite says what to do with it."""
+    run_dir = settings.resolved_run_dir
+    has_run = (run_dir / "config.json").exists() or latest_checkpoint(run_dir) is not None
+    if settings.resume:
+        if latest_checkpoint(run_dir) is None:
+            raise DiatError(f"{run_dir}: no checkpoint to resume from")
+        saved = json.loads((run_dir / "config.json").read_text())
+        for key in ("attribute", "variant", "size", "batch_size", "gan", "transform_channels", "discriminator_channels"):
+            if saved.get(key) != _json_ready(asdict(settings))[key]:
+                raise DiatError(f"{run_dir}: --{key.replace('_', '-')} differs from the run being resumed ({saved.get(key)})")
+    elif has_run and not settings.overwrite:
+        raise DiatError(f"{run_dir} already holds a training run; use --resume to continue it or --overwrite to start again")
+    return run_dir
+
+
+def _json_ready(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: str(value) if isinstance(value, Path) else value for key, value in values.items()}
+
+
+def train_transform(settings: TrainTransformSettings, reporter: Reporter | None = None) -> TrainingResult | None:
+    """Train T (and D) as settings say; returns None for --dry-run after writing config.json."""
+    reporter = reporter or SilentReporter()
+    attribute = resolve_attribute(settings.attribute)
+    run_dir = prepare_run_dir(settings)
+    split = load_split(settings)
+    runtime = setup_runtime(settings.device, settings.precision, settings.channels_last)
+    config = {**_json_ready(asdict(settings)), "attribute": attribute.name, "run_dir": str(run_dir), "data_summary": split.summary(),
+              "runtime": {"device": str(runtime.device), "precision": runtime.precision, "world_size": runtime.world_size},
+              "diat_version": __version__}
+    if runtime.is_main and not settings.resume:
+        write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    if settings.dry_run:
+        return None
+
+    seed_everything(settings.seed)
+    reporter.start("Loading faces", None)
+    source = FaceImages(split.train_source, settings.size, preload=True).pixels
+    reference = FaceImages(split.train_reference, settings.size, preload=True).pixels
+    preview = FaceImages(split.val_source[:PREVIEW_FACES], settings.size, flip=False, preload=True).pixels
+    reporter.finish()
+    for name, images in (("source", source), ("reference", reference)):
+        if len(images) < settings.batch_size * runtime.world_size:
+            raise DiatError(f"only {len(images)} {name} faces for training: fewer than one batch of {settings.batch_size * runtime.world_size}")
+    source_batches = StepBatches(source, settings.batch_size, settings.seed, runtime.rank, runtime.world_size)
+    reference_batches = StepBatches(reference, settings.batch_size, settings.seed + 1, runtime.rank, runtime.world_size)
+
+    transform_config = {"channels": settings.transform_channels}
+    discriminator_config = {"channels": settings.discriminator_channels, "image_size": settings.size}
+    transform = runtime.prepare(TransformNetwork(**transform_config))
+    discriminator = runtime.prepare(AttributeDiscriminator(**discriminator_config))
+    broadcast_parameters([transform, discriminator], runtime)
+
+    identity_features, denoiser = None, None
+    if settings.variant == "diat":
+        from diat_cli.face.identity import load_identity_network
+
+        identity_features = IdentityFeatures(runtime.prepare(load_identity_network()))
+        denoiser = _cached_denoiser(run_dir, settings, runtime, source_batches, identity_features, reporter)
+
+    if settings.compile:
+        transform = torch.compile(transform, dynamic=False)
+        discriminator = torch.compile(discriminator, dynamic=False)
+
+    stage = TransformStage(
+        transform,
+        discriminator,
+        runtime,
+        {"transform": transform_config, "discriminator": discriminator_config},
+        variant=settings.variant,
+        gan=settings.gan,
+        learning_rate=settings.learning_rate,
+        adversarial_weight=settings.adversarial_weight,
+        identity_weight=settings.identity_weight,
+        smooth_weight=settings.smooth_weight,
+        gradient_penalty_weight=settings.gradient_penalty_weight,
+        identity_features=identity_features,
+        denoiser=denoiser,
+    )
+    metadata = {
+        "kind": "transform",
+        "attribute": attribute.name,
+        "variant": settings.variant,
+        "size": settings.size,
+        "version": __version__,
+        "data": config["data_summary"],
+        "data_folder": str(settings.data or settings.source),
+        "loss_weights": {
+            "adversarial": settings.adversarial_weight,
+            "identity": settings.identity_weight,
+            "smooth": settings.smooth_weight if settings.variant == "diat" else 0.0,
+            "gradient_penalty": settings.gradient_penalty_weight if settings.gan == "wgan-gp" else 0.0,
+        },
+        "gan": settings.gan,
+    }
+    options = LoopOptions(
+        steps=settings.steps,
+        checkpoint_every=settings.checkpoint_every,
+        grid_every=settings.grid_every,
+        log_every=settings.log_every,
+        exported=("transform",),
+    )
+    return run_training(
+        stage,
+        lambda step: (source_batches(step), reference_batches(step)),
+        run_dir,
+        options,
+        runtime,
+        to_unit(preview),
+        metadata,
+        resume=settings.resume,
+        reporter=reporter,
+        images_per_step=settings.batch_size,
+    )
+
+
+def to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels.float().div(127.5).sub(1.0)
+
+
+def _cached_denoiser(run_dir, settings, runtime: Runtime, batches, identity_features, reporter):
+    """Train the DIAT smoothness network f once per run and keep it in the run folder."""
+    path = run_dir / "denoiser.safetensors"
+    if path.exists():
+        denoiser, _ = load_network(path, runtime.device)
+        denoiser = runtime.prepare(denoiser)
+    else:
+        denoiser = train_denoiser(batches, identity_features, runtime, settings.denoiser_steps, reporter=reporter)
+        if runtime.is_main:
+            save_network(path, denoiser, DENOISER_CONFIG, {"kind": "denoiser", "steps": settings.denoiser_steps, "size": settings.size})
+    for parameter in denoiser.parameters():
+        parameter.requires_grad_(False)
+    return denoiser.eval()

@@ -1,0 +1,182 @@
+"""Stage 1 of DIAT: the transform network T against the attribute discriminator D.
+
+Objective (METHOD.md): adversarial + identity_weight * perceptual identity loss
+(+ smooth_weight * ||f(T(x)) - T(x)||^2 for variant "diat"). Variant "diat" measures identity
+on the face-recognition network's stage features; variant "a" (DIAT-A) on D's 4th and 5th
+feature maps, so the identity network adapts as D trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from diat_cli.losses import (
+    discriminator_loss_gan,
+    discriminator_loss_wgan,
+    generator_loss_gan,
+    generator_loss_wgan,
+    gradient_penalty,
+    perceptual_loss,
+    smoothness_loss,
+)
+from diat_cli.train.runtime import Runtime, average_gradients
+
+DISCRIMINATOR_IDENTITY_LAYERS = (3, 4)  # D's 4th and 5th convolutional feature maps (DIAT-A)
+IDENTITY_NETWORK_LAYERS = (2, 3)  # the face-recognition ResNet's last two residual stages (DIAT)
+
+
+def set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad_(flag)
+
+
+class IdentityFeatures:
+    """Stage features of the face-recognition network for canonical crops in [-1, 1] (variant diat)."""
+
+    def __init__(self, network: torch.nn.Module, layers: tuple[int, ...] = IDENTITY_NETWORK_LAYERS):
+        from diat_cli.face.identity import face_chips
+
+        self.network = network
+        self.layers = layers
+        self._chips = face_chips
+
+    def __call__(self, crops: torch.Tensor) -> list[torch.Tensor]:
+        chips = self._chips(crops.float())
+        _, features = self.network(chips, return_features=True)
+        return [features[i] for i in self.layers]
+
+
+class TransformStage:
+    """One D step then one T step per batch (source faces, reference faces)."""
+
+    def __init__(
+        self,
+        transform: torch.nn.Module,
+        discriminator: torch.nn.Module,
+        runtime: Runtime,
+        network_configs: dict[str, dict[str, Any]],
+        variant: str = "a",
+        gan: str = "gan",
+        learning_rate: float = 2e-4,
+        adversarial_weight: float = 1.0,
+        identity_weight: float = 1.0,
+        smooth_weight: float = 0.0,
+        gradient_penalty_weight: float = 10.0,
+        identity_features: IdentityFeatures | None = None,
+        denoiser: torch.nn.Module | None = None,
+    ):
+        if variant == "diat" and identity_features is None:
+            raise ValueError("variant 'diat' needs the identity network's features")
+        self.transform = transform
+        self.discriminator = discriminator
+        self.runtime = runtime
+        self._configs = network_configs
+        self.variant = variant
+        self.gan = gan
+        self.adversarial_weight = adversarial_weight
+        self.identity_weight = identity_weight
+        self.smooth_weight = smooth_weight if variant == "diat" else 0.0  # DIAT-A has no smoothness term
+        self.gradient_penalty_weight = gradient_penalty_weight
+        self.identity_features = identity_features
+        self.denoiser = denoiser
+        betas = (0.0, 0.9) if gan == "wgan-gp" else (0.5, 0.999)
+        self.transform_optimizer = torch.optim.Adam(transform.parameters(), lr=learning_rate, betas=betas)
+        self.discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=learning_rate, betas=betas)
+        self.transform_scaler = runtime.grad_scaler()
+        self.discriminator_scaler = runtime.grad_scaler()
+
+    # --- what the loop needs -------------------------------------------------------------
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"transform": self.transform, "discriminator": self.discriminator}
+
+    def network_configs(self) -> dict[str, dict[str, Any]]:
+        return self._configs
+
+    def optimizer_states(self) -> dict[str, Any]:
+        return {
+            "transform": self.transform_optimizer.state_dict(),
+            "discriminator": self.discriminator_optimizer.state_dict(),
+            "transform_scaler": self.transform_scaler.state_dict(),
+            "discriminator_scaler": self.discriminator_scaler.state_dict(),
+        }
+
+    def load_optimizer_states(self, states: dict[str, Any]) -> None:
+        self.transform_optimizer.load_state_dict(states["transform"])
+        self.discriminator_optimizer.load_state_dict(states["discriminator"])
+        if states.get("transform_scaler"):
+            self.transform_scaler.load_state_dict(states["transform_scaler"])
+        if states.get("discriminator_scaler"):
+            self.discriminator_scaler.load_state_dict(states["discriminator_scaler"])
+
+    @torch.no_grad()
+    def preview(self, images: torch.Tensor) -> list[torch.Tensor]:
+        self.transform.eval()
+        images = self.runtime.images(images)
+        with self.runtime.autocast():
+            edited = self.transform(images)
+        self.transform.train()
+        return [images, edited.float()]
+
+    # --- the method ------------------------------------------------------------------------
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        source = self.runtime.images(batch[0])
+        reference = self.runtime.images(batch[1])
+        losses = {}
+
+        # D: tell real reference faces from T(source).
+        set_requires_grad(self.discriminator, True)
+        with self.runtime.autocast():
+            with torch.no_grad():
+                fake = self.transform(source)
+            real_logits = self.discriminator(reference)
+            fake_logits = self.discriminator(fake)
+        if self.gan == "wgan-gp":
+            loss_d = discriminator_loss_wgan(real_logits.float(), fake_logits.float())
+            penalty = gradient_penalty(self.discriminator, reference, fake.detach().float(), weight=self.gradient_penalty_weight)
+            losses["gradient_penalty"] = penalty.detach()
+            loss_d = loss_d + penalty
+        else:
+            loss_d = discriminator_loss_gan(real_logits.float(), fake_logits.float())
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
+        self.discriminator_scaler.scale(loss_d).backward()
+        average_gradients([self.discriminator], self.runtime)
+        self.discriminator_scaler.step(self.discriminator_optimizer)
+        self.discriminator_scaler.update()
+        losses["discriminator"] = loss_d.detach()
+
+        # T: fool D while keeping the person (and, for DIAT, staying free of perceptual-loss artefacts).
+        set_requires_grad(self.discriminator, False)
+        with self.runtime.autocast():
+            fake = self.transform(source)
+            fake_logits, fake_features = self.discriminator(fake, return_features=True)
+            adversarial = generator_loss_wgan(fake_logits.float()) if self.gan == "wgan-gp" else generator_loss_gan(fake_logits.float())
+            if self.variant == "a":
+                with torch.no_grad():
+                    _, source_features = self.discriminator(source, return_features=True)
+                layers = DISCRIMINATOR_IDENTITY_LAYERS
+                identity = perceptual_loss(
+                    [fake_features[i].float() for i in layers], [source_features[i].float() for i in layers], [1.0] * len(layers)
+                )
+            else:
+                with torch.no_grad():
+                    source_identity = self.identity_features(source)
+                fake_identity = self.identity_features(fake)
+                identity = perceptual_loss(
+                    [f.float() for f in fake_identity], [f.float() for f in source_identity], [1.0] * len(fake_identity)
+                )
+        loss_t = self.adversarial_weight * adversarial + self.identity_weight * identity
+        if self.smooth_weight > 0 and self.denoiser is not None:
+            smooth = smoothness_loss(self.denoiser, fake.float())
+            loss_t = loss_t + self.smooth_weight * smooth
+            losses["smooth"] = smooth.detach()
+        self.transform_optimizer.zero_grad(set_to_none=True)
+        self.transform_scaler.scale(loss_t).backward()
+        average_gradients([self.transform], self.runtime)
+        self.transform_scaler.step(self.transform_optimizer)
+        self.transform_scaler.update()
+        losses["adversarial"] = adversarial.detach()
+        losses["identity"] = identity.detach()
+        losses["transform"] = loss_t.detach()
+        return losses

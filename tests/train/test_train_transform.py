@@ -1,0 +1,146 @@
+"""`diat train-transform` end to end on tiny data: artefacts, resume, kill, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from diat_cli.checkpoints import load_network, read_metadata
+from diat_cli.cli import app
+from diat_cli.errors import ConfigError, DiatError
+from diat_cli.pipelines.train_transform import train_transform
+from diat_cli.settings import TrainTransformSettings
+
+runner = CliRunner()
+
+
+def _settings(tiny_sets, run_dir, **changes):
+    source, reference = tiny_sets
+    values = dict(
+        attribute="no-eyeglasses", source=source, reference=reference, run_dir=run_dir, size=64, steps=6,
+        batch_size=4, transform_channels=8, discriminator_channels=8, checkpoint_every=3, grid_every=3,
+        log_every=1, denoiser_steps=2, device="cpu", seed=5,
+    )
+    values.update(changes)
+    return TrainTransformSettings(**values)
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("variant", ["a", "diat"])
+def test_both_variants_write_every_artefact(tiny_sets, tmp_path, variant):
+    run_dir = tmp_path / "run"
+    result = train_transform(_settings(tiny_sets, run_dir, variant=variant))
+    assert result.steps == 6
+    for name in ("config.json", "metrics.jsonl", "transform.safetensors", "grids/step-0000000.png", "grids/step-0000006.png"):
+        assert (run_dir / name).is_file(), name
+    lines = _metrics(run_dir)
+    assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(value) for line in lines for value in line.values())
+    metadata = read_metadata(run_dir / "transform.safetensors")
+    assert metadata["attribute"] == "no-eyeglasses" and metadata["variant"] == variant
+    assert metadata["size"] == 64 and metadata["steps"] == 6 and "identity" in metadata["loss_weights"]
+    transform, _ = load_network(run_dir / "transform.safetensors")
+    assert transform(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    if variant == "diat":
+        assert (run_dir / "denoiser.safetensors").is_file() and "smooth" in lines[-1]
+    else:
+        assert "smooth" not in lines[-1]
+
+
+def test_wgan_gp_option_logs_the_penalty(tiny_sets, tmp_path):
+    train_transform(_settings(tiny_sets, tmp_path / "run", gan="wgan-gp", steps=2))
+    assert "gradient_penalty" in _metrics(tmp_path / "run")[-1]
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_sets, tmp_path):
+    train_transform(_settings(tiny_sets, tmp_path / "straight"))
+    train_transform(_settings(tiny_sets, tmp_path / "split", steps=3))
+    train_transform(_settings(tiny_sets, tmp_path / "split", steps=6, resume=True))
+    straight, split = _metrics(tmp_path / "straight"), _metrics(tmp_path / "split")
+    assert [line["step"] for line in split] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(straight, split):
+        for name in ("discriminator", "adversarial", "identity", "transform"):
+            assert a[name] == b[name], (a["step"], name)
+
+
+def test_existing_run_is_not_overwritten(tiny_sets, tmp_path):
+    train_transform(_settings(tiny_sets, tmp_path / "run", steps=1))
+    with pytest.raises(DiatError, match="--resume to continue it or --overwrite"):
+        train_transform(_settings(tiny_sets, tmp_path / "run", steps=1))
+    with pytest.raises(DiatError, match="size differs"):
+        train_transform(_settings(tiny_sets, tmp_path / "run", steps=2, size=128, resume=True))
+
+
+def test_dry_run_writes_config_only(tiny_sets, tmp_path):
+    assert train_transform(_settings(tiny_sets, tmp_path / "run", dry_run=True)) is None
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["attribute"] == "no-eyeglasses"
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_bad_arguments_give_clear_errors(tiny_sets, tmp_path):
+    source, reference = tiny_sets
+    with pytest.raises(ConfigError, match="--variant"):
+        _settings(tiny_sets, tmp_path, variant="b")
+    with pytest.raises(ConfigError, match="--size"):
+        _settings(tiny_sets, tmp_path, size=100)
+    with pytest.raises(ConfigError, match="go together"):
+        TrainTransformSettings(attribute="old", source=source)
+    result = runner.invoke(app, ["train-transform", "--attr", "eyeglases", "--source", str(source), "--reference", str(reference), "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "did you mean" in result.output and "eyeglasses" in result.output
+    few = tmp_path / "few"
+    few.mkdir()
+    for path in sorted(source.iterdir())[:5]:
+        (few / path.name).write_bytes(path.read_bytes())
+    result = runner.invoke(app, ["train-transform", "--attr", "old", "--source", str(few), "--reference", str(reference), "--run-dir", str(tmp_path / "r2")])
+    assert result.exit_code == 2 and "source" in result.output.lower()
+
+
+def test_sigkill_loses_at_most_the_steps_since_the_checkpoint(tiny_sets, tmp_path):
+    source, reference = tiny_sets
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "diat_cli", "train-transform", "--attr", "old", "--source", str(source), "--reference", str(reference),
+               "--run-dir", str(run_dir), "--size", "64", "--batch-size", "4", "--steps", "100000", "--checkpoint-every", "4",
+               "--grid-every", "1000", "--log-every", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = run_dir / "checkpoints" / "latest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.exists() and json.loads(latest.read_text())["step"] >= 8):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpoint_step = json.loads(latest.read_text())["step"]
+    logged = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert checkpoint_step >= 8 and max(logged) - checkpoint_step < 4 + 1
+    result = runner.invoke(app, ["train-transform", "--attr", "old", "--source", str(source), "--reference", str(reference), "--run-dir", str(run_dir),
+                                 "--size", "64", "--batch-size", "4", "--steps", str(checkpoint_step + 2), "--checkpoint-every", "4",
+                                 "--log-every", "1", "--device", "cpu", "--resume"])
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, checkpoint_step + 3))
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training_matches_its_batch(tiny_sets, tmp_path):
+    source, reference = tiny_sets
+    run_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533", "-m", "diat_cli",
+               "train-transform", "--attr", "old", "--source", str(source), "--reference", str(reference), "--run-dir", str(run_dir),
+               "--size", "64", "--batch-size", "4", "--steps", "4", "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu"]
+    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "config.json").read_text())["runtime"]["world_size"] == 2
+    assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert read_metadata(run_dir / "transform.safetensors")["steps"] == 4
