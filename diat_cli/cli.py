@@ -28,23 +28,23 @@ def _root() -> None:
     """Identity-aware facial attribute transfer (DIAT): align faces, train, transfer, evaluate."""
 
 
-def _fail(message: str, code: int) -> typer.Exit:
+def fail(message: str, code: int) -> typer.Exit:
     from diat_cli.console import console
 
     console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
-def _run(function, *args, **kwargs):
-    """Call a core function, turning user errors into one line and an exit status."""
+def run_core(function, *args, **kwargs):
+    """Call a core function; a user error becomes one line and exit status 2 (bad arguments) or 1."""
     try:
         return function(*args, **kwargs)
     except ConfigError as error:
-        raise _fail(str(error), 2) from None
+        raise fail(str(error), 2) from None
     except DiatError as error:
-        raise _fail(str(error), 2) from None
+        raise fail(str(error), 1) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted", 130) from None
+        raise fail("interrupted", 130) from None
 
 
 @app.command()
@@ -72,8 +72,8 @@ def align(
     from diat_cli.settings import AlignSettings
 
     if len(inputs) < 2:
-        raise _fail("give the photos or folders to align, then the OUTPUT folder", 2)
-    settings = _run(
+        raise fail("give the photos or folders to align, then the OUTPUT folder", 2)
+    settings = run_core(
         AlignSettings,
         inputs=tuple(inputs[:-1]),
         output=inputs[-1],
@@ -86,7 +86,7 @@ def align(
         overwrite=overwrite,
         workers=workers,
     )
-    summary = _run(align_photos, settings, RichReporter())
+    summary = run_core(align_photos, settings, RichReporter())
     parts = [f"{summary.photos} photos", f"{summary.faces} faces", f"{summary.photos_without_face} photos with no face"]
     if summary.small_faces_skipped:
         parts.append(f"{summary.small_faces_skipped} faces below --min-face")
@@ -160,7 +160,7 @@ def train_transform_command(
     from diat_cli.pipelines.train_transform import train_transform
     from diat_cli.settings import TrainTransformSettings
 
-    settings = _run(
+    settings = run_core(
         TrainTransformSettings,
         attribute=attr,
         data=data,
@@ -191,7 +191,7 @@ def train_transform_command(
         overwrite=overwrite,
         dry_run=dry_run,
     )
-    result = _run(train_transform, settings, RichReporter())
+    result = run_core(train_transform, settings, RichReporter())
     if result is None:
         console.print(f"Dry run: data and settings are fine; wrote {settings.resolved_run_dir / 'config.json'}")
         return

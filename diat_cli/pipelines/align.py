@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diat_cli.errors import DiatError, ImageReadError
+from diat_cli.errors import ConfigError, ImageReadError
 from diat_cli.face.align import alignment_matrix, warp_to_crop
 from diat_cli.face.detect import FaceDetector
 from diat_cli.imageio import ImageFile, find_images, read_image, write_image, write_text_atomic
@@ -43,7 +43,7 @@ def check_output_location(inputs: tuple[Path, ...], output: Path) -> None:
     for entry in inputs:
         entry = entry.resolve()
         if entry.is_dir() and (resolved_output == entry or entry in resolved_output.parents):
-            raise DiatError(f"output folder {output} is inside input folder {entry}; choose another place")
+            raise ConfigError(f"output folder {output} is inside input folder {entry}; choose another place")
 
 
 def plan_jobs(images: list[ImageFile]) -> list[_Job]:
@@ -120,7 +120,7 @@ def align_photos(settings: AlignSettings, reporter: Reporter | None = None) -> A
         if settings.skip_existing:
             previous = read_manifest(settings.output)
         elif not settings.overwrite:
-            raise DiatError(
+            raise ConfigError(
                 f"{settings.output} already holds an aligned set ({MANIFEST_NAME}); "
                 "use --skip-existing to resume it or --overwrite to replace it"
             )

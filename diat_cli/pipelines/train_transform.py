@@ -13,7 +13,7 @@ from diat_cli import __version__
 from diat_cli.attributes import resolve_attribute
 from diat_cli.checkpoints import load_network, save_network
 from diat_cli.data import AttributeSplit, FaceImages, split_folders, split_source_reference
-from diat_cli.errors import DiatError
+from diat_cli.errors import ConfigError
 from diat_cli.imageio import write_text_atomic
 from diat_cli.nets.discriminator import AttributeDiscriminator
 from diat_cli.nets.transform import TransformNetwork
@@ -49,13 +49,13 @@ def prepare_run_dir(settings: TrainTransformSettings) -> Path:
     has_run = (run_dir / "config.json").exists() or latest_checkpoint(run_dir) is not None
     if settings.resume:
         if latest_checkpoint(run_dir) is None:
-            raise DiatError(f"{run_dir}: no checkpoint to resume from")
+            raise ConfigError(f"{run_dir}: no checkpoint to resume from")
         saved = json.loads((run_dir / "config.json").read_text())
         for key in ("attribute", "variant", "size", "batch_size", "gan", "transform_channels", "discriminator_channels"):
             if saved.get(key) != _json_ready(asdict(settings))[key]:
-                raise DiatError(f"{run_dir}: --{key.replace('_', '-')} differs from the run being resumed ({saved.get(key)})")
+                raise ConfigError(f"{run_dir}: --{key.replace('_', '-')} differs from the run being resumed ({saved.get(key)})")
     elif has_run and not settings.overwrite:
-        raise DiatError(f"{run_dir} already holds a training run; use --resume to continue it or --overwrite to start again")
+        raise ConfigError(f"{run_dir} already holds a training run; use --resume to continue it or --overwrite to start again")
     return run_dir
 
 
@@ -86,7 +86,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
     reporter.finish()
     for name, images in (("source", source), ("reference", reference)):
         if len(images) < settings.batch_size * runtime.world_size:
-            raise DiatError(f"only {len(images)} {name} faces for training: fewer than one batch of {settings.batch_size * runtime.world_size}")
+            raise ConfigError(f"only {len(images)} {name} faces for training: fewer than one batch of {settings.batch_size * runtime.world_size}")
     source_batches = StepBatches(source, settings.batch_size, settings.seed, runtime.rank, runtime.world_size)
     reference_batches = StepBatches(reference, settings.batch_size, settings.seed + 1, runtime.rank, runtime.world_size)
 

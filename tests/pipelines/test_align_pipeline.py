@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from diat_cli.cli import app
-from diat_cli.errors import DiatError
+from diat_cli.errors import ConfigError
 from diat_cli.face.align import eye_centres, invert_affine, template_eyes, transform_points
 from diat_cli.face.detect import FaceDetector
 from diat_cli.imageio import read_image
@@ -136,7 +136,7 @@ def test_rerun_refuses_to_overwrite_then_resumes(shared_data, tmp_path):
 
 def test_output_inside_input_is_refused(tmp_path):
     (tmp_path / "photos").mkdir()
-    with pytest.raises(DiatError, match="inside input folder"):
+    with pytest.raises(ConfigError, match="inside input folder"):
         align_photos(AlignSettings(inputs=(tmp_path / "photos",), output=tmp_path / "photos" / "aligned"))
 
 

@@ -1,0 +1,99 @@
+"""Finding and running a trained editor: T, plus E when it exists.
+
+Used by `transfer`, `evaluate` and `train-enhance`, so every command finds weights the same way:
+--weights may name a run folder (transform.safetensors [+ enhance.safetensors]) or a transform
+weights file; without it, the weights bundled in the package for the attribute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from diat_cli.checkpoints import load_network, read_metadata
+from diat_cli.errors import DiatError
+
+BUNDLED_FOLDER = Path(__file__).resolve().parent / "weights"
+TRANSFORM_FILE = "transform.safetensors"
+ENHANCE_FILE = "enhance.safetensors"
+
+
+def bundled_attributes() -> list[str]:
+    """Attributes that have weights shipped inside the package."""
+    return sorted(p.name[: -len(".transform.safetensors")] for p in BUNDLED_FOLDER.glob("*.transform.safetensors"))
+
+
+def find_weights(attribute: str | None = None, weights: str | Path | None = None) -> tuple[Path, Path | None]:
+    """(transform file, enhance file or None) for --weights, or the bundled default of `attribute`."""
+    if weights is not None:
+        weights = Path(weights)
+        if weights.is_dir():
+            transform = weights / TRANSFORM_FILE
+            if not transform.is_file():
+                raise DiatError(f"{weights}: no {TRANSFORM_FILE} in this folder (has the run finished?)")
+            enhance = weights / ENHANCE_FILE
+            return transform, enhance if enhance.is_file() else None
+        if not weights.is_file():
+            raise DiatError(f"{weights}: no such weights file or run folder")
+        sibling = weights.with_name(weights.name.replace("transform", "enhance")) if "transform" in weights.name else None
+        return weights, sibling if sibling is not None and sibling.is_file() and sibling != weights else None
+    if attribute is None:
+        raise DiatError("give --attr or --weights")
+    transform = BUNDLED_FOLDER / f"{attribute}.transform.safetensors"
+    if not transform.is_file():
+        available = ", ".join(bundled_attributes()) or "none yet"
+        raise DiatError(f"no bundled weights for '{attribute}' (bundled: {available}); train one with `diat train-transform` and pass --weights")
+    enhance = BUNDLED_FOLDER / f"{attribute}.enhance.safetensors"
+    return transform, enhance if enhance.is_file() else None
+
+
+@dataclass
+class Editor:
+    """T, and E when present, at the size they were trained for. Call with crops in [-1, 1]."""
+
+    transform: torch.nn.Module
+    enhance: torch.nn.Module | None
+    metadata: dict[str, Any]
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def size(self) -> int:
+        return int(self.metadata["size"])
+
+    @property
+    def attribute(self) -> str:
+        return str(self.metadata.get("attribute", "?"))
+
+    @torch.no_grad()
+    def __call__(self, crops: torch.Tensor, use_enhance: bool = True) -> torch.Tensor:
+        """crops: N x 3 x S x S in [-1, 1] (any S); returns the edits at the same size."""
+        size = crops.shape[-1]
+        images = crops.to(self.device, torch.float32)
+        if size != self.size:
+            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        edited = self.transform(images)
+        if use_enhance and self.enhance is not None:
+            edited = self.enhance(edited)
+        if size != self.size:
+            edited = F.interpolate(edited, size=(size, size), mode="bilinear", align_corners=False)
+        return edited.clamp(-1, 1)
+
+
+def load_editor(attribute: str | None = None, weights: str | Path | None = None, device: str | torch.device = "cpu", use_enhance: bool = True) -> Editor:
+    """Load T (and E unless use_enhance is False) for an attribute or from --weights."""
+    transform_path, enhance_path = find_weights(attribute, weights)
+    metadata = read_metadata(transform_path)
+    if metadata.get("kind", "transform") != "transform":
+        raise DiatError(f"{transform_path}: holds a {metadata.get('kind')} network, not a transform network")
+    if attribute is not None and weights is not None and metadata.get("attribute") not in (None, attribute):
+        raise DiatError(f"{transform_path} was trained for '{metadata.get('attribute')}', not '{attribute}'")
+    device = torch.device(device)
+    transform, _ = load_network(transform_path, device)
+    enhance = None
+    if use_enhance and enhance_path is not None:
+        enhance, _ = load_network(enhance_path, device)
+    return Editor(transform, enhance, metadata, device)
