@@ -49,7 +49,7 @@ class IdentityFeatures:
 
 
 class TransformStage:
-    """One D step then one T step per batch (source faces, reference faces)."""
+    """One T step then one D step per batch of (source faces, reference faces)."""
 
     def __init__(
         self,
@@ -121,30 +121,10 @@ class TransformStage:
 
     # --- the method ------------------------------------------------------------------------
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """T first, then D on the same T(x) detached (the CycleGAN order): one T forward per step instead of two."""
         source = self.runtime.images(batch[0])
         reference = self.runtime.images(batch[1])
         losses = {}
-
-        # D: tell real reference faces from T(source).
-        set_requires_grad(self.discriminator, True)
-        with self.runtime.autocast():
-            with torch.no_grad():
-                fake = self.transform(source)
-            real_logits = self.discriminator(reference)
-            fake_logits = self.discriminator(fake)
-        if self.gan == "wgan-gp":
-            loss_d = discriminator_loss_wgan(real_logits.float(), fake_logits.float())
-            penalty = gradient_penalty(self.discriminator, reference, fake.detach().float(), weight=self.gradient_penalty_weight)
-            losses["gradient_penalty"] = penalty.detach()
-            loss_d = loss_d + penalty
-        else:
-            loss_d = discriminator_loss_gan(real_logits.float(), fake_logits.float())
-        self.discriminator_optimizer.zero_grad(set_to_none=True)
-        self.discriminator_scaler.scale(loss_d).backward()
-        average_gradients([self.discriminator], self.runtime)
-        self.discriminator_scaler.step(self.discriminator_optimizer)
-        self.discriminator_scaler.update()
-        losses["discriminator"] = loss_d.detach()
 
         # T: fool D while keeping the person (and, for DIAT, staying free of perceptual-loss artefacts).
         set_requires_grad(self.discriminator, False)
@@ -152,20 +132,7 @@ class TransformStage:
             fake = self.transform(source)
             fake_logits, fake_features = self.discriminator(fake, return_features=True)
             adversarial = generator_loss_wgan(fake_logits.float()) if self.gan == "wgan-gp" else generator_loss_gan(fake_logits.float())
-            if self.variant == "a":
-                with torch.no_grad():
-                    _, source_features = self.discriminator(source, return_features=True)
-                layers = DISCRIMINATOR_IDENTITY_LAYERS
-                identity = perceptual_loss(
-                    [fake_features[i].float() for i in layers], [source_features[i].float() for i in layers], [1.0] * len(layers)
-                )
-            else:
-                with torch.no_grad():
-                    source_identity = self.identity_features(source)
-                fake_identity = self.identity_features(fake)
-                identity = perceptual_loss(
-                    [f.float() for f in fake_identity], [f.float() for f in source_identity], [1.0] * len(fake_identity)
-                )
+            identity = self._identity_loss(source, fake, fake_features)
         loss_t = self.adversarial_weight * adversarial + self.identity_weight * identity
         if self.smooth_weight > 0 and self.denoiser is not None:
             smooth = smoothness_loss(self.denoiser, fake.float())
@@ -179,4 +146,38 @@ class TransformStage:
         losses["adversarial"] = adversarial.detach()
         losses["identity"] = identity.detach()
         losses["transform"] = loss_t.detach()
+
+        # D: tell real reference faces from T(source), both in one forward pass.
+        set_requires_grad(self.discriminator, True)
+        fake = fake.detach()
+        with self.runtime.autocast():
+            logits = self.discriminator(torch.cat([reference, fake]))
+        real_logits, fake_logits = logits.float().split([len(reference), len(fake)])
+        if self.gan == "wgan-gp":
+            loss_d = discriminator_loss_wgan(real_logits, fake_logits)
+            penalty = gradient_penalty(self.discriminator, reference, fake.float(), weight=self.gradient_penalty_weight)
+            losses["gradient_penalty"] = penalty.detach()
+            loss_d = loss_d + penalty
+        else:
+            loss_d = discriminator_loss_gan(real_logits, fake_logits)
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
+        self.discriminator_scaler.scale(loss_d).backward()
+        average_gradients([self.discriminator], self.runtime)
+        self.discriminator_scaler.step(self.discriminator_optimizer)
+        self.discriminator_scaler.update()
+        losses["discriminator"] = loss_d.detach()
         return losses
+
+    def _identity_loss(self, source: torch.Tensor, fake: torch.Tensor, fake_features: list[torch.Tensor]) -> torch.Tensor:
+        """Perceptual identity loss between T(x) and x: on D's features (DIAT-A) or the face-recognition network's (DIAT)."""
+        if self.variant == "a":
+            with torch.no_grad():
+                _, source_features = self.discriminator(source, return_features=True)
+            layers = DISCRIMINATOR_IDENTITY_LAYERS
+            fake_layers = [fake_features[i].float() for i in layers]
+            source_layers = [source_features[i].float() for i in layers]
+        else:
+            with torch.no_grad():
+                source_layers = [f.float() for f in self.identity_features(source)]
+            fake_layers = [f.float() for f in self.identity_features(fake)]
+        return perceptual_loss(fake_layers, source_layers, [1.0] * len(fake_layers))

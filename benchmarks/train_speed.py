@@ -1,0 +1,130 @@
+"""Training images/s: a plain fp32 GAN loop vs the trainer as shipped, same networks and losses.
+
+Usage: python benchmarks/train_speed.py [--sizes 64 128] [--steps 12] [--compile] [--data ALIGNED_FOLDER]
+Both run DIAT-A (GAN loss + perceptual identity loss on D's 4th/5th features), batch 16.
+The plain loop: D step then T step, T run twice per step, D's gradients computed during the
+T step, NCHW, images decoded by a DataLoader each step. The trainer: TransformStage (T once per
+step, real+fake in one D pass, D frozen during the T step), channels_last, preloaded batches.
+Run on an idle machine: another busy process slows 2-thread training 7-10x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import print_table  # noqa: E402
+
+from diat_cli.data import FaceImages  # noqa: E402
+from diat_cli.losses import discriminator_loss_gan, generator_loss_gan, perceptual_loss  # noqa: E402
+from diat_cli.manifest import face_records  # noqa: E402
+from diat_cli.nets.discriminator import AttributeDiscriminator  # noqa: E402
+from diat_cli.nets.transform import TransformNetwork  # noqa: E402
+from diat_cli.train.batches import StepBatches  # noqa: E402
+from diat_cli.train.runtime import setup_runtime  # noqa: E402
+from diat_cli.train.transform import TransformStage  # noqa: E402
+
+BATCH = 16
+IDENTITY_WEIGHT = 10.0
+
+
+def face_paths(folder: Path | None, count: int) -> list[Path] | None:
+    if folder is None or not (folder / "manifest.jsonl").exists():
+        return None
+    return [folder / record["crop"] for record in face_records(folder)[:count]]
+
+
+def synthetic(count: int, size: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (count, 3, size, size), generator=generator, dtype=torch.uint8)
+
+
+def plain_loop(paths, size: int, steps: int, warmup: int) -> tuple[float, dict[str, float]]:
+    torch.manual_seed(0)
+    transform, discriminator = TransformNetwork(), AttributeDiscriminator(64, size)
+    optimizer_t = torch.optim.Adam(transform.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    if paths is not None:
+        loader = torch.utils.data.DataLoader(FaceImages(paths, size), batch_size=BATCH, shuffle=True, drop_last=True)
+        batches = iter(loader)
+        next_batch = lambda: next(batches)  # noqa: E731
+    else:
+        images = synthetic(BATCH * 4, size).float() / 127.5 - 1
+        next_batch = lambda: images[torch.randint(0, len(images), (BATCH,))]  # noqa: E731
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        source, reference = next_batch(), next_batch()
+        with torch.no_grad():
+            fake = transform(source)
+        loss_d = discriminator_loss_gan(discriminator(reference), discriminator(fake))
+        optimizer_d.zero_grad()
+        loss_d.backward()
+        optimizer_d.step()
+        fake = transform(source)
+        logits, fake_features = discriminator(fake, return_features=True)
+        with torch.no_grad():
+            _, source_features = discriminator(source, return_features=True)
+        identity = perceptual_loss(fake_features[3:5], source_features[3:5], [1.0, 1.0])
+        loss_t = generator_loss_gan(logits) + IDENTITY_WEIGHT * identity
+        optimizer_t.zero_grad()
+        loss_t.backward()
+        optimizer_t.step()
+    seconds = time.perf_counter() - start
+    return steps * BATCH / seconds, {"discriminator": float(loss_d), "adversarial": float(loss_t - IDENTITY_WEIGHT * identity)}
+
+
+def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks: bool) -> tuple[float, dict[str, float]]:
+    torch.manual_seed(0)
+    runtime = setup_runtime("auto", "auto", channels_last=True)
+    pixels = FaceImages(paths, size, preload=True).pixels if paths is not None else synthetic(BATCH * 4, size)
+    source_batches, reference_batches = StepBatches(pixels, BATCH, 0), StepBatches(pixels, BATCH, 1)
+    transform = runtime.prepare(TransformNetwork())
+    discriminator = runtime.prepare(AttributeDiscriminator(64, size))
+    if compile_networks:
+        transform = torch.compile(transform, dynamic=False)
+        discriminator = torch.compile(discriminator, dynamic=False)
+    stage = TransformStage(transform, discriminator, runtime, {}, variant="a", identity_weight=IDENTITY_WEIGHT)
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        losses = stage.train_step((source_batches(step), reference_batches(step)), step)
+    if runtime.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return steps * BATCH / seconds, {name: float(losses[name]) for name in ("discriminator", "adversarial")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also time the trainer with torch.compile (slow first steps)")
+    parser.add_argument("--data", type=Path, default=None, help="aligned folder (default: random pixels)")
+    args = parser.parse_args()
+    rows = []
+    for size in args.sizes:
+        paths = face_paths(args.data, 512)
+        plain_rate, plain_losses = plain_loop(paths, size, args.steps, args.warmup)
+        rows.append([f"{size}", "plain fp32 loop", f"{plain_rate:.1f}", "1.00x", f"{plain_losses['discriminator']:.3f} / {plain_losses['adversarial']:.3f}"])
+        variants = [False, True] if args.compile else [False]
+        for compile_networks in variants:
+            rate, losses = shipped_trainer(paths, size, args.steps, args.warmup + (5 if compile_networks else 0), compile_networks)
+            name = "diat trainer" + (" + torch.compile" if compile_networks else "")
+            rows.append([f"{size}", name, f"{rate:.1f}", f"{rate / plain_rate:.2f}x", f"{losses['discriminator']:.3f} / {losses['adversarial']:.3f}"])
+    print_table(
+        f"Training speed, DIAT-A step (T + D), batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up",
+        ["px", "loop", "img/s", "speed-up", "last D / adversarial loss"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
