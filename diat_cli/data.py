@@ -19,14 +19,14 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from diat_cli.attributes import ADULT_AGES, OLD_AGES, YOUNG_AGES, AgeRange, Attribute, describe_sets, resolve_attribute
 from diat_cli.errors import ConfigError
@@ -443,8 +443,7 @@ class FaceImages(Dataset):
 
     flip: a random horizontal flip per read (training). The coin comes from a generator seeded
     with torch.initial_seed() of the reading process, so DataLoader workers (seeded from the
-    loader's generator) flip reproducibly. An item may also be an (index, flip) pair, which is how
-    InfiniteBatchSampler makes batches independent of the number of workers.
+    loader's generator) flip reproducibly. An item may also be an (index, flip) pair.
     preload: decode every image once into one uint8 tensor (N x 3 x size x size): 10,000 faces
     at 64 px take 123 MB and spare the CPUs a decode per step.
     """
@@ -503,105 +502,3 @@ class FaceImages(Dataset):
             mask = torch.as_tensor(list(flips), dtype=torch.bool).view(-1, 1, 1, 1)
             pixels = torch.where(mask, pixels.flip(-1), pixels)
         return to_signed_unit(pixels)
-
-
-def _stream_seed(seed: int, stream: str, epoch: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{stream}:{epoch}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
-
-
-class InfiniteBatchSampler:
-    """Endless batches of (index, flip) pairs: one shuffled pass per epoch, the tail of each dropped.
-
-    Every epoch's order comes from (seed, stream, epoch) alone, and rank r of world_size takes
-    positions r, r + world_size, ... of it, so ranks see disjoint shards and a run resumed at
-    `start_batch` continues the same stream. Usable as a DataLoader's batch_sampler.
-    """
-
-    def __init__(
-        self,
-        length: int,
-        batch_size: int,
-        seed: int = 0,
-        *,
-        stream: str = "",
-        rank: int = 0,
-        world_size: int = 1,
-        shuffle: bool = True,
-        flip: bool = True,
-        start_batch: int = 0,
-    ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"the batch size must be 1 or more, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ConfigError(f"rank {rank} is not within a world of {world_size} processes")
-        if start_batch < 0:
-            raise ConfigError(f"the start batch must be 0 or more, got {start_batch}")
-        per_rank = length // world_size
-        if per_rank < batch_size:
-            who = f"{world_size} processes of " if world_size > 1 else ""
-            raise ConfigError(
-                f"{length} {stream or 'training'} images cannot fill one batch of {who}{batch_size}; "
-                "lower the batch size or add images"
-            )
-        self.length, self.batch_size, self.seed, self.stream = length, batch_size, seed, stream
-        self.rank, self.world_size, self.shuffle, self.flip = rank, world_size, shuffle, flip
-        self.start_batch = start_batch
-        self.batches_per_epoch = per_rank // batch_size
-
-    def epoch_shard(self, epoch: int) -> tuple[list[int], list[bool]]:
-        """This rank's indices and flips for one epoch, before batching."""
-        generator = torch.Generator().manual_seed(_stream_seed(self.seed, self.stream, epoch))
-        order = torch.randperm(self.length, generator=generator) if self.shuffle else torch.arange(self.length)
-        flips = torch.randint(0, 2, (self.length,), generator=generator).bool() if self.flip else torch.zeros(self.length, dtype=torch.bool)
-        usable = self.length - self.length % self.world_size
-        return order[self.rank : usable : self.world_size].tolist(), flips[self.rank : usable : self.world_size].tolist()
-
-    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
-        epoch, offset = divmod(self.start_batch, self.batches_per_epoch)
-        while True:
-            indices, flips = self.epoch_shard(epoch)
-            for batch in range(offset, self.batches_per_epoch):
-                start = batch * self.batch_size
-                yield list(zip(indices[start : start + self.batch_size], flips[start : start + self.batch_size]))
-            epoch, offset = epoch + 1, 0
-
-
-class PairBatches:
-    """Endless (source_batch, reference_batch) pairs for training, each N x 3 x size x size in [-1, 1].
-
-    Reproducible from `seed` (the two sets draw from separate streams), sharded across
-    `world_size` ranks, and resumable: `start_step` skips the batches a previous run used.
-    With workers > 0 and images not preloaded, DataLoader processes decode in the background;
-    preloaded sets are indexed in place (workers would only copy them).
-    """
-
-    def __init__(
-        self,
-        source: FaceImages,
-        reference: FaceImages,
-        batch_size: int,
-        seed: int = 0,
-        *,
-        rank: int = 0,
-        world_size: int = 1,
-        start_step: int = 0,
-        workers: int = 0,
-    ) -> None:
-        common = {"seed": seed, "rank": rank, "world_size": world_size, "start_batch": start_step}
-        self.source, self.reference = source, reference
-        self.source_sampler = InfiniteBatchSampler(len(source), batch_size, stream="source", flip=source.flip, **common)
-        self.reference_sampler = InfiniteBatchSampler(len(reference), batch_size, stream="reference", flip=reference.flip, **common)
-        self.workers = workers
-
-    def _batches(self, dataset: FaceImages, sampler: InfiniteBatchSampler) -> Iterator[torch.Tensor]:
-        if self.workers > 0 and dataset.pixels is None:
-            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=max(1, self.workers // 2), persistent_workers=True)
-            yield from loader
-        else:
-            for batch in sampler:
-                indices, flips = zip(*batch)
-                yield dataset.batch(indices, flips)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return zip(self._batches(self.source, self.source_sampler), self._batches(self.reference, self.reference_sampler))

@@ -13,8 +13,6 @@ import torch
 from diat_cli.attributes import AgeRange
 from diat_cli.data import (
     FaceImages,
-    InfiniteBatchSampler,
-    PairBatches,
     hold_out,
     parse_utkface_name,
     read_celeba_attributes,
@@ -339,60 +337,6 @@ def test_random_flips_follow_the_torch_seed(tmp_path):
     assert first == again
     assert first != other
     assert any(first) and not all(first)
-
-
-def test_infinite_batch_sampler_shards_and_resumes():
-    def take(sampler, count):
-        iterator = iter(sampler)
-        return [next(iterator) for _ in range(count)]
-
-    ranks = [InfiniteBatchSampler(21, 5, seed=7, rank=rank, world_size=2) for rank in range(2)]
-    assert ranks[0].batches_per_epoch == 2  # 10 per rank, tail dropped
-    epoch = [[index for batch in take(sampler, 2) for index, _ in batch] for sampler in ranks]
-    assert not set(epoch[0]) & set(epoch[1])
-    assert len(set(epoch[0])) == 10
-    single = InfiniteBatchSampler(20, 5, seed=7)
-    batches = take(single, 8)
-    assert all(len(batch) == 5 for batch in batches)
-    assert sorted(index for batch in batches[:4] for index, _ in batch) == list(range(20))  # one epoch = a permutation
-    assert batches[:4] != batches[4:]  # the next epoch is shuffled again
-    assert take(InfiniteBatchSampler(20, 5, seed=7, start_batch=3), 5) == batches[3:]
-    assert take(InfiniteBatchSampler(20, 5, seed=7), 8) == batches
-    assert take(InfiniteBatchSampler(20, 5, seed=8), 4) != batches[:4]
-    assert all(not flip for batch in take(InfiniteBatchSampler(20, 5, flip=False), 4) for _, flip in batch)
-    with pytest.raises(ConfigError, match="cannot fill one batch"):
-        InfiniteBatchSampler(9, 5, world_size=2)
-    with pytest.raises(ConfigError, match="rank"):
-        InfiniteBatchSampler(20, 5, rank=2, world_size=2)
-
-
-def test_pair_batches_are_reproducible(tmp_path):
-    paths = crops(tmp_path, 12)
-    source = FaceImages(paths[:7], 8, preload=True)
-    reference = FaceImages(paths[7:], 8, preload=True)
-
-    def take(seed, start_step=0, workers=0, count=4):
-        pairs = iter(PairBatches(source, reference, 2, seed, start_step=start_step, workers=workers))
-        return [next(pairs) for _ in range(count)]
-
-    first = take(0)
-    assert all(s.shape == (2, 3, 8, 8) and r.shape == (2, 3, 8, 8) for s, r in first)
-    same = take(0)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, same))
-    other = take(1)
-    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
-    resumed = take(0, start_step=2, count=2)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first[2:], resumed))
-
-
-def test_pair_batches_with_loader_workers_match(tmp_path):
-    paths = crops(tmp_path, 8)
-    source, reference = FaceImages(paths[:4], 8), FaceImages(paths[4:], 8)
-    in_process = iter(PairBatches(source, reference, 2, seed=5))
-    with_workers = iter(PairBatches(source, reference, 2, seed=5, workers=2))
-    for _ in range(3):
-        a, b = next(in_process), next(with_workers)
-        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
 # ---------------------------------------------------------------- the real data
