@@ -201,3 +201,4 @@ def train_transform_command(
         return
     losses = ", ".join(f"{name} {value:.4g}" for name, value in result.last_losses.items())
     console.print(f"Trained {result.steps} steps -> {result.run_dir / 'transform.safetensors'} ({losses})", highlight=False)
+from diat_cli.commands import enhance as _enhance  # noqa: E402,F401  registers the command

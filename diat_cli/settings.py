@@ -117,3 +117,232 @@ class TrainTransformSettings:
     @property
     def resolved_run_dir(self) -> Path:
         return self.run_dir if self.run_dir is not None else Path("runs") / f"{self.attribute}-{self.variant}"
+
+
+ENHANCE_INSIDE_LOSSES = ("identity", "pixel")
+
+
+@dataclass(frozen=True)
+class TrainEnhanceSettings:
+    """`diat train-enhance`: stage 2, the enhancement network E behind a frozen transform network T.
+
+    Data, labels, size and the validation slice default to the transform run's (its
+    config.json and weights metadata); checkpoints, logs and grids go to <transform folder>/enhance/
+    and the weights to enhance.safetensors beside the transform weights.
+    """
+
+    transform: Path  # transform.safetensors, or the run folder holding it
+    attribute: str | None = None  # default: the transform's; must match it when given
+    data: Path | None = None  # default: the aligned folder the transform was trained on
+    labels: Path | None = None
+    source: Path | None = None
+    reference: Path | None = None
+    size: int | None = None  # default: the transform's; E runs at T's size, so it must match
+    run_dir: Path | None = None  # default <transform folder>/enhance
+    output: Path | None = None  # default enhance.safetensors beside the transform weights
+    steps: int = 2_000
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    inside_loss: str = "identity"  # local attributes: "identity" (METHOD.md) or "pixel" (cheaper)
+    perceptual_weight: float = 0.1  # beta, per identity-network layer (stages 1 and 2)
+    mask_feather: float = 0.03  # sigma of the mask's soft edge, fraction of the side
+    blur_sigma: float = 1.0  # global attributes: blur sigma in pixels at 64 px, scaled with the size
+    enhance_channels: int = 32
+    enhance_blocks: int = 4
+    validation_fraction: float | None = None  # default: the transform run's
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    seed: int = 0
+    checkpoint_every: int = 500
+    grid_every: int = 250
+    log_every: int = 10
+    resume: bool = False
+    overwrite: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.inside_loss not in ENHANCE_INSIDE_LOSSES:
+            raise ConfigError(f"--inside-loss must be one of {', '.join(ENHANCE_INSIDE_LOSSES)}, got '{self.inside_loss}'")
+        if self.size is not None and self.size not in ALLOWED_SIZES:
+            raise ConfigError(f"--size must be one of {', '.join(map(str, ALLOWED_SIZES))}, got {self.size}")
+        if (self.source is None) != (self.reference is None):
+            raise ConfigError("--source and --reference go together: give both folders")
+        if self.source is not None and self.data is not None:
+            raise ConfigError("give either --data or --source/--reference, not both")
+        for name in ("steps", "batch_size", "checkpoint_every", "grid_every", "log_every", "enhance_channels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(self, name)}")
+        if self.enhance_blocks < 0:
+            raise ConfigError(f"--enhance-blocks must be 0 or more, got {self.enhance_blocks}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
+        for name in ("perceptual_weight", "mask_feather", "blur_sigma"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 0.5:
+            raise ConfigError(f"validation fraction must be between 0 and 0.5, got {self.validation_fraction}")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other; pick one")
+
+
+CLASSIFIER_SIZES = (64, 128)
+
+
+@dataclass(frozen=True)
+class TrainClassifierSettings:
+    """`diat train-classifier`: the attribute classifier that `diat evaluate` judges edits with."""
+
+    celeba: tuple[Path, ...] = ()  # aligned folders of CelebA faces (labels found beside the photos, or --labels)
+    labels: Path | None = None  # list_attr_celeba.txt for the --celeba folders
+    utkface: tuple[Path, ...] = ()  # aligned folders of UTKFace faces (age and gender from the file names)
+    test: Path | None = None  # an aligned, labelled CelebA folder measured (all of it) after training
+    test_labels: Path | None = None
+    run_dir: Path | None = None  # default runs/classifier-<size>
+    size: int = 64
+    channels: int = 32
+    steps: int = 6_000
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    validation_fraction: float = 0.05
+    half: bool = False  # write the final weights in float16
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    seed: int = 0
+    checkpoint_every: int = 1_000
+    log_every: int = 50
+    resume: bool = False
+    overwrite: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.celeba and not self.utkface:
+            raise ConfigError("give at least one aligned folder of faces: --celeba DIR (CelebA) and/or --utkface DIR")
+        if self.size not in CLASSIFIER_SIZES:
+            raise ConfigError(f"--size must be one of {', '.join(map(str, CLASSIFIER_SIZES))}, got {self.size}")
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "channels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ConfigError(f"--batch-size must be 2 or more (batch norm), got {self.batch_size}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must not be negative, got {self.weight_decay}")
+        if not 0 < self.validation_fraction < 0.5:
+            raise ConfigError(f"--validation-fraction must be between 0 and 0.5, got {self.validation_fraction}")
+        if self.labels is not None and not self.celeba:
+            raise ConfigError("--labels describes --celeba folders; give one")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other; pick one")
+
+    @property
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else Path("runs") / f"classifier-{self.size}"
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """`diat evaluate`: edit DATA's source-side faces and measure success, identity, locality, realism, speed."""
+
+    attribute: str
+    data: Path  # aligned folder (labels found beside the photos, or --labels) or photos
+    weights: Path | None = None  # run folder or transform weights; default: bundled for the attribute
+    classifier: Path | None = None  # classifier weights or run folder; default: bundled
+    labels: Path | None = None  # list_attr_celeba.txt, or 'utkface'
+    identities: Path | None = None  # identity_CelebA.txt; default: found beside the labels or photos
+    reference: Path | None = None  # faces with the attribute (realism), when DATA has no labels
+    report_dir: Path | None = None  # default evaluation/<attribute>
+    limit: int = 500  # source-side (and reference-side) faces used, in the stable hash order
+    held_out: bool = False  # only faces of the held-out slice (never seen by training)
+    sample: int = 8  # faces in the report's before/after grid
+    worst: int = 8  # worst cases by identity distance in the report
+    batch_size: int = 32
+    use_enhance: bool = True
+    detector: str = "hog"  # for photos
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(self, name)}")
+        for name in ("sample", "worst"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must be 0 or more, got {getattr(self, name)}")
+        if self.detector not in DETECTORS:
+            raise ConfigError(f"--detector must be one of {', '.join(DETECTORS)}, got '{self.detector}'")
+
+    @property
+    def resolved_report_dir(self) -> Path:
+        from diat_cli.attributes import resolve_attribute
+
+        return self.report_dir if self.report_dir is not None else Path("evaluation") / resolve_attribute(self.attribute).name
+
+
+TRANSFER_DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """`diat transfer`: photos in, the same photos with every face edited out.
+
+    One editor per attribute (bundled weights) or per --weights; with several, each writes to
+    output/<attribute>/. Attribute names are resolved to their canonical form (aliases accepted).
+    """
+
+    inputs: tuple[Path, ...]
+    output: Path
+    attributes: tuple[str, ...] = ()  # bundled weights for each, or paired in order with `weights`
+    weights: tuple[Path, ...] = ()  # run folders or transform weights files
+    aligned: bool = False  # inputs are square crops from `diat align`, not photos
+    detector: str = "hog"
+    upsample: int = 1
+    min_face: int = 32  # faces narrower than this (pixels of the photo) are left as they are
+    largest_only: bool = False
+    colour_match: bool = True  # keep each face's colour statistics (off for colour attributes)
+    use_enhance: bool = True  # apply E when the weights have one
+    save_crops: bool = False  # aligned before/after crops in _crops/
+    sheet: bool = False  # original | edited per photo in _sheets/
+    skip_unchanged: bool = False  # photos without a usable face are not copied
+    skip_existing: bool = False  # resume: photos in the output's manifest are not redone
+    overwrite: bool = False
+    output_inside_input: bool = False  # allow OUTPUT inside an input folder (its files are then not inputs)
+    jpeg_quality: int | None = None  # None: reuse each JPEG's own quantisation tables
+    device: str = "auto"
+    batch_size: int = 16
+    workers: int | None = None  # detection processes; None: decided from the cores, device and network size
+
+    def __post_init__(self) -> None:
+        from diat_cli.attributes import resolve_attribute
+
+        if not self.inputs:
+            raise ConfigError("give at least one photo or folder to edit")
+        if not self.attributes and not self.weights:
+            raise ConfigError("give --attr (bundled weights) or --weights (a run folder or weights file)")
+        if self.attributes and self.weights and len(self.attributes) != len(self.weights):
+            raise ConfigError(
+                f"{len(self.attributes)} --attr and {len(self.weights)} --weights: give one --weights per --attr (paired in order), or none"
+            )
+        canonical = tuple(resolve_attribute(name).name for name in self.attributes)
+        if len(set(canonical)) != len(canonical):
+            raise ConfigError(f"an attribute is given twice: {', '.join(self.attributes)}")
+        object.__setattr__(self, "attributes", canonical)
+        if self.detector not in DETECTORS:
+            raise ConfigError(f"--detector must be one of {', '.join(DETECTORS)}, got '{self.detector}'")
+        if self.upsample < 0 or self.upsample > 4:
+            raise ConfigError(f"--upsample must be between 0 and 4, got {self.upsample}")
+        if self.min_face < 0:
+            raise ConfigError(f"--min-face must be 0 or more, got {self.min_face}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be 1 or more, got {self.batch_size}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be 1 or more, got {self.workers}")
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"--quality must be between 1 and 100, got {self.jpeg_quality}")
+        if self.device not in TRANSFER_DEVICES:
+            raise ConfigError(f"--device must be one of {', '.join(TRANSFER_DEVICES)}, got '{self.device}'")
+        if self.skip_existing and self.overwrite:
+            raise ConfigError("--skip-existing and --overwrite contradict each other; pick one")
