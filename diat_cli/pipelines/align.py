@@ -8,9 +8,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from diat_cli.errors import ConfigError, ImageReadError
 from diat_cli.face.align import alignment_matrix, warp_to_crop
-from diat_cli.face.detect import FaceDetector
+from diat_cli.face.detect import DetectedFace, FaceDetector
 from diat_cli.imageio import ImageFile, find_images, read_image, write_image, write_text_atomic
 from diat_cli.manifest import MANIFEST_NAME, encode_record, read_manifest
 from diat_cli.progress import Reporter, SilentReporter
@@ -58,6 +60,41 @@ def plan_jobs(images: list[ImageFile]) -> list[_Job]:
     return jobs
 
 
+@dataclass(frozen=True)
+class FoundFaces:
+    """The faces of one photo that a command will use, and the ones it had to leave out."""
+
+    kept: list[DetectedFace]  # left to right (then top to bottom), so face k is predictable
+    too_small: list[DetectedFace]  # narrower than min_face
+    min_face: int = 0
+
+    @property
+    def note(self) -> str | None:
+        """Why no face is kept, or None when some are."""
+        if self.kept:
+            return None
+        return "no face found" if not self.too_small else f"faces smaller than {self.min_face} px only"
+
+
+def find_faces(detector: FaceDetector, rgb: np.ndarray, min_face: int = 0, largest_only: bool = False) -> FoundFaces:
+    """Detect faces in an H x W x 3 uint8 photo and keep those `diat align` and `diat transfer` use.
+
+    Faces narrower than min_face pixels are left out; largest_only keeps only the widest one.
+    """
+    faces = detector.detect(rgb)
+    kept = [face for face in faces if face.width >= min_face]
+    too_small = [face for face in faces if face.width < min_face]
+    if largest_only and kept:
+        kept = [max(kept, key=lambda face: face.width)]
+    kept.sort(key=lambda face: (face.box[0], face.box[1]))
+    return FoundFaces(kept, too_small, min_face)
+
+
+def face_fields(face: DetectedFace) -> dict:
+    """A detected face as manifest fields: box, landmarks (5 x 2) and score."""
+    return {"box": list(face.box), "landmarks": face.landmarks.round(2).tolist(), "score": round(face.score, 4)}
+
+
 _worker_detector: FaceDetector | None = None
 _worker_settings: AlignSettings | None = None
 
@@ -81,15 +118,11 @@ def _align_one(job: _Job) -> tuple[list[dict], int, str | None]:
         "source_size": [int(rgb.shape[1]), int(rgb.shape[0])],
         "size": settings.size,
     }
-    faces = detector.detect(rgb)
-    kept = [face for face in faces if face.width >= settings.min_face]
-    small = len(faces) - len(kept)
-    if settings.largest_only and kept:
-        kept = [max(kept, key=lambda face: face.width)]
-    kept.sort(key=lambda face: (face.box[0], face.box[1]))  # left to right, so k is predictable
-    if not kept:
-        reason = "no face found" if not faces else f"faces smaller than {settings.min_face} px only"
-        return [{**base, "crop": None, "face_index": None, "note": reason}], small, None
+    found = find_faces(detector, rgb, settings.min_face, settings.largest_only)
+    small = len(found.too_small)
+    if not found.kept:
+        return [{**base, "crop": None, "face_index": None, "note": found.note}], small, None
+    kept = found.kept
     records = []
     for index, face in enumerate(kept):
         matrix = alignment_matrix(face.landmarks, settings.size)
@@ -101,9 +134,7 @@ def _align_one(job: _Job) -> tuple[list[dict], int, str | None]:
                 "crop": crop_path.as_posix(),
                 "face_index": index,
                 "faces_in_photo": len(kept),
-                "box": list(face.box),
-                "landmarks": face.landmarks.round(2).tolist(),
-                "score": round(face.score, 4),
+                **face_fields(face),
                 "matrix": matrix.tolist(),
             }
         )
