@@ -80,7 +80,7 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
     return (folder, int(info["step"])) if folder.is_dir() else None
 
 
-def save_checkpoint(run_dir: Path, stage: TrainingStage, step: int, extra_state: dict[str, Any]) -> Path:
+def save_checkpoint(run_dir: Path, stage: TrainingStage, step: int, extra_state: dict[str, Any], metadata: dict[str, Any] | None = None) -> Path:
     """Write every network plus optimiser/RNG state into a new folder, then point latest.json at it.
 
     The folder is renamed into place only when complete, so a kill at any moment leaves
@@ -93,7 +93,7 @@ def save_checkpoint(run_dir: Path, stage: TrainingStage, step: int, extra_state:
     staging.mkdir(parents=True)
     configs = stage.network_configs()
     for network_name, network in stage.networks().items():
-        save_network(staging / f"{network_name}.safetensors", network, configs[network_name], {"steps": step})
+        save_network(staging / f"{network_name}.safetensors", network, configs[network_name], {**(metadata or {}), "kind": network_name, "steps": step})
     state = {
         "step": step,
         "optimizers": stage.optimizer_states(),
@@ -250,10 +250,10 @@ def run_training(
                 save_grid(run_dir / "grids" / f"step-{step:07d}.png", stage.preview(preview_images))
             if step % options.checkpoint_every == 0 or step == options.steps:
                 if runtime.is_main:
-                    save_checkpoint(run_dir, stage, step, {})
+                    save_checkpoint(run_dir, stage, step, {}, metadata)
     except (KeyboardInterrupt, _StopRequested):
         if runtime.is_main and step > start_step:
-            save_checkpoint(run_dir, stage, step, {})
+            save_checkpoint(run_dir, stage, step, {}, metadata)
         raise DiatError(f"stopped at step {step}; checkpoint saved in {run_dir}; continue with --resume") from None
     finally:
         reporter.finish()
