@@ -202,4 +202,5 @@ def train_transform_command(
     losses = ", ".join(f"{name} {value:.4g}" for name, value in result.last_losses.items())
     console.print(f"Trained {result.steps} steps -> {result.run_dir / 'transform.safetensors'} ({losses})", highlight=False)
 from diat_cli.commands import enhance as _enhance  # noqa: E402,F401  registers the command
+from diat_cli.commands import evaluate as _evaluate  # noqa: E402,F401  registers the commands
 from diat_cli.commands import transfer as _transfer  # noqa: E402,F401  registers the command

@@ -208,6 +208,8 @@ class TrainClassifierSettings:
     weight_decay: float = 1e-4
     validation_fraction: float = 0.05
     half: bool = False  # write the final weights in float16
+    balance: bool = True  # weight each CelebA attribute's positives by sqrt(negatives / positives)
+    init: Path | None = None  # start from these classifier weights (fine-tuning) instead of random ones
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from diat_cli.errors import ConfigError
+from diat_cli.nets.classifier import AttributeClassifier
 from diat_cli.nets.denoise import DenoiseNetwork
 from diat_cli.nets.discriminator import AttributeDiscriminator
 from diat_cli.nets.enhance import EnhanceNetwork
@@ -22,6 +23,7 @@ NETWORKS: dict[str, type[nn.Module]] = {
     "AttributeDiscriminator": AttributeDiscriminator,
     "DenoiseNetwork": DenoiseNetwork,
     "EnhanceNetwork": EnhanceNetwork,
+    "AttributeClassifier": AttributeClassifier,
 }
 
 
@@ -37,4 +39,4 @@ def build_network(class_name: str, **kwargs: Any) -> nn.Module:
     return network_class(**kwargs)
 
 
-__all__ = ["NETWORKS", "build_network", "AttributeDiscriminator", "DenoiseNetwork", "EnhanceNetwork", "TransformNetwork"]
+__all__ = ["NETWORKS", "build_network", "AttributeClassifier", "AttributeDiscriminator", "DenoiseNetwork", "EnhanceNetwork", "TransformNetwork"]

@@ -106,7 +106,7 @@ def test_enhance_starts_as_identity_and_stays_in_range(size):
 
 
 def test_registry_builds_every_network_and_round_trips_weights():
-    assert set(NETWORKS) == {"TransformNetwork", "AttributeDiscriminator", "DenoiseNetwork", "EnhanceNetwork"}
+    assert set(NETWORKS) == {"TransformNetwork", "AttributeDiscriminator", "DenoiseNetwork", "EnhanceNetwork", "AttributeClassifier"}
     network = build_network("AttributeDiscriminator", channels=4, image_size=64, spectral_norm=True)
     again = build_network("AttributeDiscriminator", channels=4, image_size=64, spectral_norm=True)
     again.load_state_dict(network.state_dict())
