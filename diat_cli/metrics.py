@@ -196,7 +196,8 @@ def kernel_distance(first, second, subset_size: int = 1000, subsets: int = 100, 
     The unbiased estimate of the squared MMD with the polynomial kernel
     k(x, y) = (x . y / D + 1)^3, averaged over `subsets` random subsets of
     min(subset_size, N, M) rows of each set. Returns (mean, standard deviation over subsets);
-    about 0 for two samples of one distribution, and it may dip slightly below 0.
+    about 0 for two samples of one distribution, and it may dip slightly below 0. When both
+    sets fit in one subset they are used whole, once, and the deviation is NaN (not measured).
     """
     first, second = _array(first), _array(second)
     if first.ndim != 2 or second.ndim != 2 or first.shape[1] != second.shape[1]:
@@ -216,4 +217,4 @@ def kernel_distance(first, second, subset_size: int = 1000, subsets: int = 100, 
         k_xy = (x @ y.T / dimension + 1) ** 3
         within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (size * (size - 1))
         estimates.append(within - 2 * k_xy.mean())
-    return float(np.mean(estimates)), float(np.std(estimates))
+    return float(np.mean(estimates)), float(np.std(estimates)) if rounds > 1 else math.nan

@@ -73,7 +73,9 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         features = realism["features"]
         counts = f"{realism['edited_faces']} edited vs {realism['reference_faces']} real reference faces"
         rows.append((f"Frechet distance ({features})", _number(realism["frechet_distance"]), f"{counts}; not ImageNet-Inception FID"))
-        kernel = f"{_number(realism['kernel_distance'], 4)} ± {_number(realism['kernel_distance_std'], 4)}"
+        kernel = _number(realism["kernel_distance"], 4)
+        if realism.get("kernel_distance_std") is not None:
+            kernel += f" ± {_number(realism['kernel_distance_std'], 4)}"
         rows.append((f"Kernel distance, KID estimator ({features})", kernel, counts))
     speed = metrics["speed"]
     rows.append(("Speed", f"{_number(speed['faces_per_second'], 1)} faces/s", f"editing only, {speed['device']}, batches of {speed['batch_size']}"))

@@ -11,7 +11,13 @@ from html.parser import HTMLParser
 import numpy as np
 from PIL import Image
 
-from diat_cli.report import FacePair, metric_rows, png_data_uri, render_report, write_report
+from diat_cli.report import (
+    FacePair,
+    metric_rows,
+    png_data_uri,
+    render_report,
+    write_report,
+)
 
 
 def sample_metrics(**changes):

@@ -349,7 +349,12 @@ def evaluate(
     from settings.classifier or the bundled one, and the identity network is dlib's.
     Returns the metrics (as written to metrics.json).
     """
-    from diat_cli.classifier import attribute_probability, decision_text, load_classifier, utkface_probability
+    from diat_cli.classifier import (
+        attribute_probability,
+        decision_text,
+        load_classifier,
+        utkface_probability,
+    )
 
     reporter = reporter or SilentReporter()
     attribute = resolve_attribute(settings.attribute)

@@ -20,15 +20,33 @@ import torch
 from diat_cli import __version__
 from diat_cli.attributes import CELEBA_COLUMNS
 from diat_cli.checkpoints import load_network, save_network
-from diat_cli.data import FaceImages, find_celeba_labels, hold_out, parse_utkface_name, read_celeba_attributes
+from diat_cli.data import (
+    FaceImages,
+    find_celeba_labels,
+    hold_out,
+    parse_utkface_name,
+    read_celeba_attributes,
+)
 from diat_cli.errors import ConfigError
 from diat_cli.imageio import find_images, write_text_atomic
 from diat_cli.manifest import MANIFEST_NAME, face_records
 from diat_cli.nets.classifier import AttributeClassifier
 from diat_cli.progress import Reporter, SilentReporter
 from diat_cli.settings import TrainClassifierSettings
-from diat_cli.train.classifier import ClassifierLabels, ClassifierStage, LabelledBatches, accuracy_report, positive_weights, predict
-from diat_cli.train.loop import LoopOptions, TrainingResult, latest_checkpoint, run_training
+from diat_cli.train.classifier import (
+    ClassifierLabels,
+    ClassifierStage,
+    LabelledBatches,
+    accuracy_report,
+    positive_weights,
+    predict,
+)
+from diat_cli.train.loop import (
+    LoopOptions,
+    TrainingResult,
+    latest_checkpoint,
+    run_training,
+)
 from diat_cli.train.runtime import broadcast_parameters, seed_everything, setup_runtime
 
 PREVIEW_FACES = 8
@@ -253,9 +271,9 @@ def train_classifier(settings: TrainClassifierSettings, reporter: Reporter | Non
             "steps": training.steps,
             "celeba_faces": counts["celeba_train_faces"],
             "utkface_faces": counts["utkface_train_faces"],
-            "data_folders": [str(folder) for folder in (*settings.celeba, *settings.utkface)],
+            "data_folders": [Path(folder).name for folder in (*settings.celeba, *settings.utkface)],  # names only: no local paths in shipped files
             "balanced_loss": settings.balance,
-            "initialised_from": str(settings.init) if settings.init else None,
+            "initialised_from": Path(settings.init).name if settings.init else None,
             "held_out_mean_accuracy": held["celeba_mean"],
             "held_out_balanced_accuracy": held["celeba_balanced_mean"],
             "held_out_age_group_accuracy": (held["age_group"] or {}).get("accuracy"),

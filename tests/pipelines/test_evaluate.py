@@ -17,7 +17,7 @@ from diat_cli.attributes import CELEBA_COLUMNS
 from diat_cli.checkpoints import save_network
 from diat_cli.classifier import Classifier
 from diat_cli.cli import app
-from diat_cli.errors import ConfigError, DiatError
+from diat_cli.errors import ConfigError
 from diat_cli.face.identity import load_identity_network
 from diat_cli.manifest import MANIFEST_NAME, encode_record
 from diat_cli.metrics import MAX_PSNR

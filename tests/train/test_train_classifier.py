@@ -11,10 +11,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from diat_cli.attributes import CELEBA_COLUMNS
+from diat_cli.attributes import CELEBA_COLUMNS, resolve_attribute
 from diat_cli.checkpoints import read_metadata
-from diat_cli.classifier import attribute_probability, load_classifier, utkface_probability
-from diat_cli.attributes import resolve_attribute
+from diat_cli.classifier import (
+    attribute_probability,
+    load_classifier,
+    utkface_probability,
+)
 from diat_cli.cli import app
 from diat_cli.errors import ConfigError, DiatError
 from diat_cli.manifest import MANIFEST_NAME, encode_record
@@ -22,7 +25,13 @@ from diat_cli.nets import build_network
 from diat_cli.nets.classifier import AGE_GROUPS, AttributeClassifier, split_logits
 from diat_cli.pipelines.train_classifier import train_classifier
 from diat_cli.settings import TrainClassifierSettings
-from diat_cli.train.classifier import ClassifierLabels, accuracy_report, age_group, classifier_loss, positive_weights
+from diat_cli.train.classifier import (
+    ClassifierLabels,
+    accuracy_report,
+    age_group,
+    classifier_loss,
+    positive_weights,
+)
 
 runner = CliRunner()
 GLASSES = CELEBA_COLUMNS.index("Eyeglasses")
@@ -215,7 +224,7 @@ def test_init_starts_from_earlier_weights(celeba_folder, tmp_path):
     second = train_classifier(_settings(tmp_path, [celeba_folder], steps=1, learning_rate=1e-9, run_dir=tmp_path / "second", init=first.weights.parent, balance=False))
     difference, scale = largest_difference(first.weights, second.weights)
     assert difference < 1e-4 < scale  # a tiny learning rate: the second run's weights are the first's
-    assert read_metadata(second.weights)["initialised_from"] == str(first.weights.parent)
+    assert read_metadata(second.weights)["initialised_from"] == first.weights.parent.name  # no local paths in metadata
     with pytest.raises(ConfigError, match="--init"):
         train_classifier(_settings(tmp_path, [celeba_folder], steps=1, size=128, run_dir=tmp_path / "third", init=first.weights))
     with pytest.raises(ConfigError, match="width"):
@@ -270,3 +279,15 @@ def test_cli_trains_and_prints_the_accuracy_table(celeba_folder, utkface_folder,
     assert "Eyeglasses" in result.output and "UTKFace age group" in result.output and "classifier.safetensors" in result.output
     result = runner.invoke(app, ["train-classifier", "--size", "96", "--celeba", str(celeba_folder)])
     assert result.exit_code == 2 and "--size" in result.output
+
+
+def test_bundled_classifier_is_found_by_default():
+    from diat_cli.classifier import BUNDLED_CLASSIFIER
+
+    if not BUNDLED_CLASSIFIER.is_file():
+        pytest.skip("no classifier bundled in this checkout")
+    classifier = load_classifier()
+    assert classifier.path == BUNDLED_CLASSIFIER and classifier.network.image_size == 64
+    assert classifier.metadata["kind"] == "classifier" and classifier.has_utkface_heads
+    assert classifier.metadata["held_out_balanced_accuracy"] > 0.7 and "non-commercial" in classifier.metadata["license"]
+    assert classifier(torch.zeros(2, 3, 128, 128)).shape == (2, 44)
