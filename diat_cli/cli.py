@@ -99,21 +99,30 @@ def align(
 
 
 @app.command()
-def attributes() -> None:
-    """List the attributes diat knows, and which faces make each one's source and reference sets.
+def attributes(
+    bundled: bool = typer.Option(False, "--bundled", help="Only the attributes whose model ships inside diat (usable with `diat transfer --attr` and no training)."),
+) -> None:
+    """List the attributes diat knows, which faces make each one's source and reference sets, and which have a bundled model.
 
-    Example: diat attributes
+    Example: diat attributes --bundled
     """
     from rich.table import Table
 
     from diat_cli.attributes import attribute_table
     from diat_cli.console import console
+    from diat_cli.editing import bundled_attributes
 
+    shipped = set(bundled_attributes())
     table = Table(title="Attributes (source = faces without it, reference = faces with it)")
-    for column in ("attribute", "source set", "reference set", "kind", "aliases"):
+    for column in ("attribute", "source set", "reference set", "kind", "aliases", "bundled model"):
         table.add_column(column)
     for row in attribute_table():
-        table.add_row(row.name, row.source, row.reference, row.kind, ", ".join(row.aliases))
+        if bundled and row.name not in shipped:
+            continue
+        table.add_row(row.name, row.source, row.reference, row.kind, ", ".join(row.aliases), "yes" if row.name in shipped else "")
+    if bundled and not shipped:
+        console.print("No bundled models in this install: train one with `diat train-transform`.")
+        return
     console.print(table)
 
 
@@ -135,6 +144,9 @@ def train_transform_command(
     identity_weight: float = typer.Option(10.0, help="Weight lambda of the perceptual identity loss."),
     smooth_weight: float = typer.Option(1.0, help="Weight gamma of the smoothness loss ||f(T(x)) - T(x)||^2 (variant diat)."),
     gradient_penalty_weight: float = typer.Option(10.0, help="WGAN-GP gradient penalty weight."),
+    spectral_norm: bool = typer.Option(True, "--spectral-norm/--no-spectral-norm", help="Spectral normalisation on D's layers: a steadier GAN game and bounded D features for DIAT-A's identity loss."),
+    fuse_mask: bool = typer.Option(False, "--mask/--no-mask", help="T also predicts a soft mask and edits only inside it (out = m*T(x) + (1-m)*x), as DIAT's journal version does; keeps the rest of the face exact."),
+    mask_weight: float = typer.Option(0.1, help="Penalty on the mask's mean area (with --mask)."),
     transform_channels: int = typer.Option(32, help="Width of T (its residual blocks use 4x this); 16 trains about 3x faster on CPU."),
     discriminator_channels: int = typer.Option(64, help="Width of D's first layer (doubling per layer up to 8x)."),
     denoiser_steps: int = typer.Option(300, help="Steps for each of g and f when training the smoothness network (variant diat)."),
@@ -180,6 +192,9 @@ def train_transform_command(
         identity_weight=identity_weight,
         smooth_weight=smooth_weight,
         gradient_penalty_weight=gradient_penalty_weight,
+        spectral_norm=spectral_norm,
+        fuse_mask=fuse_mask,
+        mask_weight=mask_weight,
         transform_channels=transform_channels,
         discriminator_channels=discriminator_channels,
         denoiser_steps=denoiser_steps,

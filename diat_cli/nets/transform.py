@@ -5,6 +5,10 @@ artefacts. By default T starts as the identity: its last convolution is zero and
 tanh(r + atanh(x)), so before training T(x) = x (to within 1e-3) and T learns the edit r in
 tanh's pre-activation space; the output is still one tanh, inside [-1, 1], and no pixel
 gets stuck the way it would behind a clamp.
+
+With `fuse_mask=True` (the journal version of DIAT), T also predicts a soft mask m and returns
+m * T_rgb(x) + (1 - m) * x: pixels the edit does not need keep their exact values, which is
+what holds identity and colour for local attributes. The mask's area is penalised in training.
 """
 
 from __future__ import annotations
@@ -71,13 +75,16 @@ class TransformNetwork(nn.Module):
     such as the denoiser's perceptual reconstructor g, which must not start perfect.
     """
 
-    def __init__(self, channels: int = 32, residual_blocks: int = 5, input_skip: bool = True):
+    def __init__(self, channels: int = 32, residual_blocks: int = 5, input_skip: bool = True, fuse_mask: bool = False):
         super().__init__()
         if channels < 1 or residual_blocks < 0:
             raise ConfigError(
                 f"TransformNetwork needs channels >= 1 and residual_blocks >= 0, got {channels} and {residual_blocks}"
             )
+        if fuse_mask and not input_skip:
+            raise ConfigError("TransformNetwork: fuse_mask needs input_skip (the mask blends T's output with its input)")
         self.input_skip = input_skip
+        self.fuse_mask = fuse_mask
         wide = channels * 4
         self.encoder = nn.Sequential(
             _conv_norm_relu(3, channels, 9),
@@ -91,17 +98,24 @@ class TransformNetwork(nn.Module):
             nn.Upsample(scale_factor=2, mode="nearest"),
             _conv_norm_relu(channels * 2, channels, 3),
         )
-        self.to_rgb = _conv(channels, 3, 9, bias=True)
+        self.to_rgb = _conv(channels, 4 if fuse_mask else 3, 9, bias=True)  # 4th channel: the mask's logit
         if input_skip:
             last = self.to_rgb[1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_mask: bool = False):
+        """Edited faces; with return_mask, also the mask N x 1 x H x W in (0, 1) (None without fuse_mask)."""
         height, width = x.shape[-2:]
         if x.dim() != 4 or x.shape[1] != 3 or height % 4 or width % 4 or min(height, width) < 8:
             raise ValueError(f"TransformNetwork expects N x 3 x H x W with H, W multiples of 4 (>= 8), got {tuple(x.shape)}")
         residual = self.to_rgb(self.decoder(self.residuals(self.encoder(x))))
-        if self.input_skip:
-            return tanh_residual(x, residual)
-        return torch.tanh(residual)
+        mask = None
+        if not self.input_skip:
+            out = torch.tanh(residual)
+        elif self.fuse_mask:
+            mask = torch.sigmoid(residual[:, 3:4].float())  # starts at 0.5, with T_rgb(x) = x
+            out = mask * tanh_residual(x, residual[:, :3]) + (1.0 - mask) * x.float()
+        else:
+            out = tanh_residual(x, residual)
+        return (out, mask) if return_mask else out

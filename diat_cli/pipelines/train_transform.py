@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 
 from diat_cli import __version__
-from diat_cli.attributes import resolve_attribute
+from diat_cli.attributes import kebab_case, resolve_attribute
 from diat_cli.checkpoints import load_network, save_network
 from diat_cli.data import AttributeSplit, FaceImages, split_folders, split_source_reference
 from diat_cli.errors import ConfigError
@@ -27,6 +28,21 @@ from diat_cli.train.transform import IdentityFeatures, TransformStage
 
 PREVIEW_FACES = 8
 UTKFACE_LABELS = "utkface"
+RESUME_DEFAULTS = {"fuse_mask": False, "spectral_norm": False}  # settings added after some runs were written
+FLAG_NAMES = {"fuse_mask": "mask", "spectral_norm": "spectral-norm"}  # settings whose command-line flag has another name
+
+
+def attribute_name(settings: TrainTransformSettings) -> str:
+    """The canonical name of a known attribute; with two hand-sorted folders any name will do (a custom attribute)."""
+    if settings.source is None:
+        return resolve_attribute(settings.attribute).name
+    try:
+        return resolve_attribute(settings.attribute).name
+    except ConfigError:
+        name = kebab_case(settings.attribute)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+            raise ConfigError(f"--attr '{settings.attribute}': a custom attribute's name may use only letters, digits and dashes") from None
+        return name
 
 
 def load_split(settings: TrainTransformSettings) -> AttributeSplit:
@@ -51,9 +67,10 @@ def prepare_run_dir(settings: TrainTransformSettings) -> Path:
         if latest_checkpoint(run_dir) is None:
             raise ConfigError(f"{run_dir}: no checkpoint to resume from")
         saved = json.loads((run_dir / "config.json").read_text())
-        for key in ("attribute", "variant", "size", "batch_size", "gan", "transform_channels", "discriminator_channels"):
-            if saved.get(key) != _json_ready(asdict(settings))[key]:
-                raise ConfigError(f"{run_dir}: --{key.replace('_', '-')} differs from the run being resumed ({saved.get(key)})")
+        for key in ("attribute", "variant", "size", "batch_size", "gan", "fuse_mask", "spectral_norm", "transform_channels", "discriminator_channels"):
+            if saved.get(key, RESUME_DEFAULTS.get(key)) != _json_ready(asdict(settings))[key]:
+                flag = FLAG_NAMES.get(key, key.replace("_", "-"))
+                raise ConfigError(f"{run_dir}: --{flag} differs from the run being resumed ({saved.get(key)})")
     elif has_run and not settings.overwrite:
         raise ConfigError(f"{run_dir} already holds a training run; use --resume to continue it or --overwrite to start again")
     return run_dir
@@ -66,11 +83,11 @@ def _json_ready(values: dict[str, Any]) -> dict[str, Any]:
 def train_transform(settings: TrainTransformSettings, reporter: Reporter | None = None) -> TrainingResult | None:
     """Train T (and D) as settings say; returns None for --dry-run after writing config.json."""
     reporter = reporter or SilentReporter()
-    attribute = resolve_attribute(settings.attribute)
+    attribute = attribute_name(settings)
     run_dir = prepare_run_dir(settings)
     split = load_split(settings)
     runtime = setup_runtime(settings.device, settings.precision, settings.channels_last)
-    config = {**_json_ready(asdict(settings)), "attribute": attribute.name, "run_dir": str(run_dir), "data_summary": split.summary(),
+    config = {**_json_ready(asdict(settings)), "attribute": attribute, "run_dir": str(run_dir), "data_summary": split.summary(),
               "runtime": {"device": str(runtime.device), "precision": runtime.precision, "world_size": runtime.world_size},
               "diat_version": __version__}
     if runtime.is_main and not settings.resume:
@@ -91,7 +108,11 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
     reference_batches = StepBatches(reference, settings.batch_size, settings.seed + 1, runtime.rank, runtime.world_size)
 
     transform_config = {"channels": settings.transform_channels}
+    if settings.fuse_mask:
+        transform_config["fuse_mask"] = True
     discriminator_config = {"channels": settings.discriminator_channels, "image_size": settings.size}
+    if settings.spectral_norm:
+        discriminator_config["spectral_norm"] = True
     transform = runtime.prepare(TransformNetwork(**transform_config))
     discriminator = runtime.prepare(AttributeDiscriminator(**discriminator_config))
     broadcast_parameters([transform, discriminator], runtime)
@@ -119,12 +140,13 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
         identity_weight=settings.identity_weight,
         smooth_weight=settings.smooth_weight,
         gradient_penalty_weight=settings.gradient_penalty_weight,
+        mask_weight=settings.mask_weight,
         identity_features=identity_features,
         denoiser=denoiser,
     )
     metadata = {
         "kind": "transform",
-        "attribute": attribute.name,
+        "attribute": attribute,
         "variant": settings.variant,
         "size": settings.size,
         "version": __version__,
@@ -135,7 +157,10 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
             "identity": settings.identity_weight,
             "smooth": settings.smooth_weight if settings.variant == "diat" else 0.0,
             "gradient_penalty": settings.gradient_penalty_weight if settings.gan == "wgan-gp" else 0.0,
+            "mask": settings.mask_weight if settings.fuse_mask else 0.0,
         },
+        "fuse_mask": settings.fuse_mask,
+        "spectral_norm": settings.spectral_norm,
         "gan": settings.gan,
     }
     options = LoopOptions(

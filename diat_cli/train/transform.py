@@ -1,7 +1,8 @@
 """Stage 1 of DIAT: the transform network T against the attribute discriminator D.
 
 Objective (METHOD.md): adversarial + identity_weight * perceptual identity loss
-(+ smooth_weight * ||f(T(x)) - T(x)||^2 for variant "diat"). Variant "diat" measures identity
+(+ smooth_weight * ||f(T(x)) - T(x)||^2 for variant "diat"; + mask_weight * mean mask area
+when T fuses its output with its input through a mask, as the journal version does). Variant "diat" measures identity
 on the face-recognition network's stage features; variant "a" (DIAT-A) on D's 4th and 5th
 feature maps, so the identity network adapts as D trains.
 """
@@ -25,6 +26,11 @@ from diat_cli.train.runtime import Runtime, average_gradients
 
 DISCRIMINATOR_IDENTITY_LAYERS = (3, 4)  # D's 4th and 5th convolutional feature maps (DIAT-A)
 IDENTITY_NETWORK_LAYERS = (2, 3)  # the face-recognition ResNet's last two residual stages (DIAT)
+
+
+def _plain(module: torch.nn.Module) -> torch.nn.Module:
+    """The module under torch.compile's wrapper, for reading its attributes."""
+    return getattr(module, "_orig_mod", module)
 
 
 def set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
@@ -64,6 +70,7 @@ class TransformStage:
         identity_weight: float = 1.0,
         smooth_weight: float = 0.0,
         gradient_penalty_weight: float = 10.0,
+        mask_weight: float = 0.0,
         identity_features: IdentityFeatures | None = None,
         denoiser: torch.nn.Module | None = None,
     ):
@@ -79,6 +86,8 @@ class TransformStage:
         self.identity_weight = identity_weight
         self.smooth_weight = smooth_weight if variant == "diat" else 0.0  # DIAT-A has no smoothness term
         self.gradient_penalty_weight = gradient_penalty_weight
+        self.mask_weight = mask_weight
+        self.fuse_mask = bool(getattr(_plain(transform), "fuse_mask", False))
         self.identity_features = identity_features
         self.denoiser = denoiser
         betas = (0.0, 0.9) if gan == "wgan-gp" else (0.5, 0.999)
@@ -129,11 +138,15 @@ class TransformStage:
         # T: fool D while keeping the person (and, for DIAT, staying free of perceptual-loss artefacts).
         set_requires_grad(self.discriminator, False)
         with self.runtime.autocast():
-            fake = self.transform(source)
+            fake, mask = self.transform(source, return_mask=True)
             fake_logits, fake_features = self.discriminator(fake, return_features=True)
             adversarial = generator_loss_wgan(fake_logits.float()) if self.gan == "wgan-gp" else generator_loss_gan(fake_logits.float())
             identity = self._identity_loss(source, fake, fake_features)
         loss_t = self.adversarial_weight * adversarial + self.identity_weight * identity
+        if mask is not None:
+            area = mask.float().mean()  # the journal version's penalty: edit as little of the face as the attribute needs
+            loss_t = loss_t + self.mask_weight * area
+            losses["mask_area"] = area.detach()
         if self.smooth_weight > 0 and self.denoiser is not None:
             smooth = smoothness_loss(self.denoiser, fake.float())
             loss_t = loss_t + self.smooth_weight * smooth

@@ -40,6 +40,27 @@ def test_transform_starts_as_identity_and_stays_bounded():
     assert (output - images).abs().max() > 0.1
 
 
+def test_masked_transform_changes_only_where_its_mask_is_open():
+    network = TransformNetwork(channels=8, residual_blocks=1, fuse_mask=True)
+    images = faces(32)
+    with torch.no_grad():
+        output, mask = network(images, return_mask=True)
+        assert mask.shape == (2, 1, 32, 32) and torch.allclose(mask, torch.full_like(mask, 0.5))
+        assert (output - images).abs().max() <= 1.1e-3  # identity at start, like the plain T
+        for parameter in network.parameters():
+            parameter.add_(torch.randn_like(parameter))
+        last = network.to_rgb[1]
+        last.bias[3] = -30.0  # close the mask everywhere: the output must be the input exactly
+        last.weight[3] = 0.0
+        closed = network(images)
+        last.bias[3] = 30.0  # open it: the output is T's own image, which differs from the input
+        opened, mask = network(images, return_mask=True)
+    assert (closed - images).abs().max() < 1e-6
+    assert mask.min() > 0.999 and (opened - images).abs().max() > 0.1 and opened.abs().max() <= 1
+    with pytest.raises(ConfigError, match="fuse_mask"):
+        TransformNetwork(channels=4, input_skip=False, fuse_mask=True)
+
+
 def test_transform_parameter_count():
     assert 1_500_000 <= parameter_count(TransformNetwork()) <= 2_000_000
 

@@ -51,6 +51,7 @@ def test_both_variants_write_every_artefact(tiny_sets, tmp_path, variant):
     metadata = read_metadata(run_dir / "transform.safetensors")
     assert metadata["attribute"] == "no-eyeglasses" and metadata["variant"] == variant
     assert metadata["size"] == 64 and metadata["steps"] == 6 and "identity" in metadata["loss_weights"]
+    assert metadata["spectral_norm"] is True and metadata["fuse_mask"] is False  # the defaults
     transform, _ = load_network(run_dir / "transform.safetensors")
     assert transform(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
     if variant == "diat":
@@ -62,6 +63,29 @@ def test_both_variants_write_every_artefact(tiny_sets, tmp_path, variant):
 def test_wgan_gp_option_logs_the_penalty(tiny_sets, tmp_path):
     train_transform(_settings(tiny_sets, tmp_path / "run", gan="wgan-gp", steps=2))
     assert "gradient_penalty" in _metrics(tmp_path / "run")[-1]
+
+
+def test_mask_option_trains_a_masked_transform_and_logs_its_area(tiny_sets, tmp_path):
+    run_dir = tmp_path / "run"
+    train_transform(_settings(tiny_sets, run_dir, fuse_mask=True, mask_weight=0.5, steps=3))
+    areas = [line["mask_area"] for line in _metrics(run_dir)]
+    assert all(0 < area < 1 for area in areas)
+    metadata = read_metadata(run_dir / "transform.safetensors")
+    assert metadata["fuse_mask"] is True and metadata["loss_weights"]["mask"] == 0.5
+    transform, _ = load_network(run_dir / "transform.safetensors")
+    _, mask = transform(torch.zeros(1, 3, 64, 64), return_mask=True)
+    assert mask.shape == (1, 1, 64, 64)
+    with pytest.raises(ConfigError, match="--mask differs"):
+        train_transform(_settings(tiny_sets, run_dir, steps=4, resume=True))
+
+
+def test_two_folders_train_a_custom_attribute(tiny_sets, tmp_path):
+    train_transform(_settings(tiny_sets, tmp_path / "run", attribute="Red Hat", steps=1))
+    assert read_metadata(tmp_path / "run" / "transform.safetensors")["attribute"] == "red-hat"
+    with pytest.raises(ConfigError, match="letters, digits and dashes"):
+        train_transform(_settings(tiny_sets, tmp_path / "bad", attribute="../hat", steps=1))
+    with pytest.raises(ConfigError, match="unknown attribute 'red-hat'"):  # labelled data needs a known attribute
+        train_transform(_settings(tiny_sets, tmp_path / "labelled", attribute="red-hat", source=None, reference=None, data=tmp_path))
 
 
 def test_resume_reproduces_the_uninterrupted_run(tiny_sets, tmp_path):
