@@ -28,7 +28,7 @@ from diat_cli.data import FaceImages  # noqa: E402
 from diat_cli.editing import find_weights  # noqa: E402
 from diat_cli.pipelines.train_enhance import attribute_mask, load_split, plan_run  # noqa: E402
 from diat_cli.settings import TrainEnhanceSettings  # noqa: E402
-from diat_cli.train.enhance import masked_psnr  # noqa: E402
+from diat_cli.metrics import psnr_per_image as masked_psnr  # noqa: E402
 
 
 def main() -> None:

@@ -110,8 +110,8 @@ def _weights(weight: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor:
     return weight.expand(images.shape[0], 1, *images.shape[2:])
 
 
-def masked_psnr(first: torch.Tensor, second: torch.Tensor, weight: torch.Tensor | None = None, data_range: float = 2.0) -> float:
-    """Mean over images of the PSNR (dB) between two image sets, each pixel weighted by `weight`.
+def psnr_per_image(first: torch.Tensor, second: torch.Tensor, weight: torch.Tensor | None = None, data_range: float = 2.0) -> torch.Tensor:
+    """PSNR (dB) of each image pair, each pixel weighted by `weight`; N values, capped at MAX_PSNR.
 
     first, second: N x 3 x H x W in [-1, 1] (data_range 2). weight: 1 x 1 x H x W or
     N x 1 x H x W in [0, 1], e.g. 1 - region mask to measure change outside the attribute's
@@ -122,8 +122,12 @@ def masked_psnr(first: torch.Tensor, second: torch.Tensor, weight: torch.Tensor 
         raise ValueError(f"image sets differ in shape: {tuple(first.shape)} and {tuple(second.shape)}")
     weights = _weights(weight, first)
     error = ((first - second) ** 2 * weights).sum(dim=(1, 2, 3)) / (weights.sum(dim=(1, 2, 3)) * first.shape[1]).clamp_min(1e-12)
-    psnr = 10 * torch.log10(data_range**2 / error.clamp_min(1e-30))
-    return float(psnr.clamp(max=MAX_PSNR).mean())
+    return (10 * torch.log10(data_range**2 / error.clamp_min(1e-30))).clamp(max=MAX_PSNR)
+
+
+def masked_psnr(first: torch.Tensor, second: torch.Tensor, weight: torch.Tensor | None = None, data_range: float = 2.0) -> float:
+    """Mean over images of `psnr_per_image`."""
+    return float(psnr_per_image(first, second, weight, data_range).mean())
 
 
 def _gaussian_window(size: int, sigma: float, dtype: torch.dtype) -> torch.Tensor:

@@ -20,12 +20,12 @@ T is frozen and never saved here; the loop checkpoints E alone.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from diat_cli.losses import blur, masked_reconstruction_loss, perceptual_loss
+from diat_cli.metrics import psnr_per_image
 from diat_cli.train.runtime import Runtime, average_gradients
 
 LOW_IDENTITY_LAYERS = (0, 1)  # the identity ResNet's first two residual stages (35 px and 17 px maps)
@@ -46,21 +46,6 @@ class LowIdentityFeatures:
     def __call__(self, crops: torch.Tensor) -> list[torch.Tensor]:
         _, features = self.network(self._chips(crops.float()), return_features=True)
         return [features[i] for i in self.layers]
-
-
-def masked_psnr(output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """PSNR (dB) of each image over the pixels `weight` selects (e.g. 1 - m for outside the region).
-
-    output, target: N x 3 x H x W in [-1, 1]; weight: N x 1 x H x W or 1 x 1 x H x W in [0, 1].
-    The squared error is measured on the [0, 1] scale and averaged with the weights, so the
-    peak is 1. Returns N values; identical images give +inf.
-    """
-    if output.shape != target.shape:
-        raise ValueError(f"masked_psnr: shapes differ, {tuple(output.shape)} and {tuple(target.shape)}")
-    weights = weight.expand(output.shape).to(torch.float64)
-    errors = ((output.double() - target.double()) / 2).pow(2)
-    mse = (weights * errors).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp_min(1e-12)
-    return 10 * torch.log10(1.0 / mse)
 
 
 class EnhanceStage:
@@ -197,8 +182,8 @@ def outside_and_inside_psnr(
     """
     outside = 1.0 - mask
     values = {
-        "outside_t": masked_psnr(edited, faces, outside),
-        "outside_te": masked_psnr(enhanced, faces, outside),
-        "inside_kept": masked_psnr(enhanced, edited, mask),
+        "outside_t": psnr_per_image(edited, faces, outside),
+        "outside_te": psnr_per_image(enhanced, faces, outside),
+        "inside_kept": psnr_per_image(enhanced, edited, mask),
     }
-    return {name: float(v[torch.isfinite(v)].mean()) if torch.isfinite(v).any() else math.inf for name, v in values.items()}
+    return {name: float(v.mean()) for name, v in values.items()}
