@@ -52,10 +52,23 @@ def plan_jobs(images: list[ImageFile]) -> list[_Job]:
     """Crop name stems mirroring the input tree, disambiguated when two photos share a stem."""
     stems = [image.relative.with_suffix("") for image in images]
     counts = Counter(stems)
+    named = [
+        image.relative.parent / image.relative.name.replace(".", "_") if counts[stem] > 1 else stem
+        for image, stem in zip(images, stems)
+    ]
+    # Photos named one by one from different folders can share a whole name (a/x.jpg, b/x.jpg):
+    # number the later ones, skipping numbers another photo already uses.
+    taken = set(named)
+    seen: set[Path] = set()
     jobs = []
-    for image, stem in zip(images, stems):
-        if counts[stem] > 1:
-            stem = image.relative.parent / image.relative.name.replace(".", "_")
+    for image, stem in zip(images, named):
+        if stem in seen:
+            number = 2
+            while stem.parent / f"{stem.name}-{number}" in taken:
+                number += 1
+            stem = stem.parent / f"{stem.name}-{number}"
+            taken.add(stem)
+        seen.add(stem)
         jobs.append(_Job(image, stem))
     return jobs
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import shutil
 
 import numpy as np
@@ -144,3 +143,21 @@ def test_bad_arguments_exit_2(tmp_path):
     assert runner.invoke(app, ["align", str(tmp_path), str(tmp_path / "o"), "--size", "8"]).exit_code == 2
     assert runner.invoke(app, ["align", str(tmp_path), str(tmp_path / "o"), "--detector", "magic"]).exit_code == 2
     assert runner.invoke(app, ["align", str(tmp_path / "o")]).exit_code == 2
+
+
+def test_crop_names_never_collide():
+    from pathlib import Path
+
+    from diat_cli.imageio import ImageFile
+    from diat_cli.pipelines.align import plan_jobs
+
+    images = [
+        ImageFile(Path("a/x.jpg"), Path("x.jpg")),  # named one by one from two folders
+        ImageFile(Path("b/x.jpg"), Path("x.jpg")),
+        ImageFile(Path("c/x.png"), Path("x.png")),  # same stem, other format
+        ImageFile(Path("d/x_jpg-2.jpg"), Path("x_jpg-2.jpg")),  # already uses the first free number
+        ImageFile(Path("e/y.jpg"), Path("sub/y.jpg")),
+    ]
+    stems = [job.crop_stem.as_posix() for job in plan_jobs(images)]
+    assert stems == ["x_jpg", "x_jpg-3", "x_png", "x_jpg-2", "sub/y"]
+    assert len(set(stems)) == len(stems)
