@@ -15,7 +15,7 @@ if [ -z "$attributes" ]; then
     echo "this install has no bundled models" >&2
     exit 2
 fi
-flags=()
-for attribute in $attributes; do flags+=(--attr "$attribute"); done
-diat transfer "$photos" "$out" "${flags[@]}" --sheet "$@"
+for attribute in $attributes; do
+    diat transfer "$photos" "$out/$attribute" --attr "$attribute" --sheet "$@"
+done
 echo "edited photos and comparison sheets under $out/: $attributes"
