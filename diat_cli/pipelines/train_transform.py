@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import asdict
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 
 from diat_cli import __version__
-from diat_cli.attributes import kebab_case, resolve_attribute
+from diat_cli.attributes import attribute_names, kebab_case, resolve_attribute
 from diat_cli.checkpoints import load_network, save_network
 from diat_cli.data import AttributeSplit, FaceImages, split_folders, split_source_reference
 from diat_cli.errors import ConfigError
@@ -38,8 +39,10 @@ def attribute_name(settings: TrainTransformSettings) -> str:
         return resolve_attribute(settings.attribute).name
     try:
         return resolve_attribute(settings.attribute).name
-    except ConfigError:
+    except ConfigError as unknown:
         name = kebab_case(settings.attribute)
+        if difflib.get_close_matches(name, attribute_names(include_aliases=True), n=1, cutoff=0.85):
+            raise unknown from None  # most likely a typo of a known attribute, not a new one
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
             raise ConfigError(f"--attr '{settings.attribute}': a custom attribute's name may use only letters, digits and dashes") from None
         return name
