@@ -11,21 +11,20 @@ import argparse
 import json
 from pathlib import Path
 
-from diat_cli.checkpoints import load_network, read_metadata, save_network
+import torch
+
+from diat_cli.checkpoints import load_network, save_network
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "diat_cli" / "weights"
 LOCAL_KEYS = ("data_folder", "transform_file", "weights")
 
 
 def bundle(source: Path, target: Path, evaluate: dict | None) -> None:
-    network, metadata = load_network(source)
-    metadata = {key: value for key, value in read_metadata(source).items() if key not in LOCAL_KEYS}
-    config = metadata.pop("config")
-    for key in ("schema", "class", "diat_version"):
-        metadata.pop(key, None)
+    network, header = load_network(source)
+    metadata = {key: value for key, value in header.items() if key not in (*LOCAL_KEYS, "config", "schema", "class", "diat_version")}
     if evaluate is not None:
         metadata["evaluate"] = evaluate
-    save_network(target, network, config, metadata, dtype=__import__("torch").float16)
+    save_network(target, network, header["config"], metadata, dtype=torch.float16)  # save_network writes class, schema, version
 
 
 def main() -> None:

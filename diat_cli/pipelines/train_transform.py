@@ -35,11 +35,11 @@ FLAG_NAMES = {"fuse_mask": "mask", "spectral_norm": "spectral-norm"}  # settings
 
 def attribute_name(settings: TrainTransformSettings) -> str:
     """The canonical name of a known attribute; with two hand-sorted folders any name will do (a custom attribute)."""
-    if settings.source is None:
-        return resolve_attribute(settings.attribute).name
     try:
         return resolve_attribute(settings.attribute).name
     except ConfigError as unknown:
+        if settings.source is None:  # labelled data: only known attributes have labels
+            raise
         name = kebab_case(settings.attribute)
         if difflib.get_close_matches(name, attribute_names(include_aliases=True), n=1, cutoff=0.85):
             raise unknown from None  # most likely a typo of a known attribute, not a new one

@@ -28,11 +28,6 @@ DISCRIMINATOR_IDENTITY_LAYERS = (3, 4)  # D's 4th and 5th convolutional feature 
 IDENTITY_NETWORK_LAYERS = (2, 3)  # the face-recognition ResNet's last two residual stages (DIAT)
 
 
-def _plain(module: torch.nn.Module) -> torch.nn.Module:
-    """The module under torch.compile's wrapper, for reading its attributes."""
-    return getattr(module, "_orig_mod", module)
-
-
 def set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
     for parameter in module.parameters():
         parameter.requires_grad_(flag)
@@ -87,7 +82,6 @@ class TransformStage:
         self.smooth_weight = smooth_weight if variant == "diat" else 0.0  # DIAT-A has no smoothness term
         self.gradient_penalty_weight = gradient_penalty_weight
         self.mask_weight = mask_weight
-        self.fuse_mask = bool(getattr(_plain(transform), "fuse_mask", False))
         self.identity_features = identity_features
         self.denoiser = denoiser
         betas = (0.0, 0.9) if gan == "wgan-gp" else (0.5, 0.999)
