@@ -28,7 +28,8 @@ from diat_cli.train.runtime import Runtime, all_reduce_mean, broadcast_parameter
 CHECKPOINT_FOLDER = "checkpoints"
 LATEST = "latest.json"
 METRICS = "metrics.jsonl"
-KEEP_CHECKPOINTS = 2
+KEEP_CHECKPOINTS = 2  # with optimiser state, for --resume; older ones keep only their networks
+SNAPSHOT_FOLDER = "snapshots"
 
 
 class TrainingStage(Protocol):
@@ -109,8 +110,27 @@ def save_checkpoint(run_dir: Path, stage: TrainingStage, step: int, extra_state:
     staging.rename(final)
     write_text_atomic(root / LATEST, json.dumps({"folder": name, "step": step}) + "\n")
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP_CHECKPOINTS]:
+        _keep_snapshot(run_dir, old)
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _keep_snapshot(run_dir: Path, checkpoint: Path) -> None:
+    """Keep a pruned checkpoint's networks (not its optimiser state) under snapshots/step-N/.
+
+    GAN training oscillates: the last step is often not the best one, so every checkpointed
+    network stays available for choosing afterwards (tools/pick_snapshot.py); the weights are
+    small next to the optimiser state, which only resuming needs.
+    """
+    target = run_dir / SNAPSHOT_FOLDER / checkpoint.name
+    if target.is_dir():
+        return
+    staging = run_dir / SNAPSHOT_FOLDER / f".{checkpoint.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for network_file in checkpoint.glob("*.safetensors"):
+        shutil.copy2(network_file, staging / network_file.name)
+    staging.rename(target)
 
 
 def _numpy_rng_state() -> dict[str, Any]:

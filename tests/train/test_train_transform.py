@@ -60,6 +60,19 @@ def test_both_variants_write_every_artefact(tiny_sets, tmp_path, variant):
         assert "smooth" not in lines[-1]
 
 
+def test_pruned_checkpoints_keep_their_networks_as_snapshots(tiny_sets, tmp_path):
+    run_dir = tmp_path / "run"
+    train_transform(_settings(tiny_sets, run_dir, checkpoint_every=2))
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*"))
+    assert checkpoints == ["step-0000004", "step-0000006"]  # the newest two, with optimiser state
+    snapshot = run_dir / "snapshots" / "step-0000002"
+    assert sorted(p.name for p in snapshot.iterdir()) == ["discriminator.safetensors", "transform.safetensors"]
+    assert read_metadata(snapshot / "transform.safetensors")["steps"] == 2
+    early, _ = load_network(snapshot / "transform.safetensors")
+    final, _ = load_network(run_dir / "transform.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(early.state_dict().values(), final.state_dict().values()))
+
+
 def test_wgan_gp_option_logs_the_penalty(tiny_sets, tmp_path):
     train_transform(_settings(tiny_sets, tmp_path / "run", gan="wgan-gp", steps=2))
     assert "gradient_penalty" in _metrics(tmp_path / "run")[-1]

@@ -1,0 +1,80 @@
+"""Measure every saved transform of a training run on its own held-out validation faces.
+
+Usage: python tools/pick_snapshot.py RUN_DIR [--data ALIGNED] [--limit 300]
+
+GAN training oscillates, so the last step is not always the best. This edits the source-side
+faces of the run's held-out validation slice (never trained on; the evaluation set stays
+untouched) with each snapshot, checkpoint and the final weights, and prints attribute success
+(the bundled classifier) and the mean dlib identity distance, so a model can be chosen without
+looking at the test faces. Copy the chosen file into a folder with the run's config.json to
+train E behind it and evaluate it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from diat_cli.attributes import resolve_attribute
+from diat_cli.classifier import attribute_probability, load_classifier
+from diat_cli.editing import load_editor
+from diat_cli.face.identity import load_identity_network
+from diat_cli.metrics import attribute_success
+from diat_cli.pipelines.evaluate import _bytes, _stack, _unit, collect_faces, identity_outputs
+from diat_cli.pipelines.train_enhance import resolve_recorded_path
+from diat_cli.progress import SilentReporter
+from diat_cli.settings import EvaluateSettings
+
+
+def saved_transforms(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, file) for every transform the run kept: snapshots, checkpoints, final weights."""
+    found = {}
+    for folder in ("snapshots", "checkpoints"):
+        for step_dir in sorted((run_dir / folder).glob("step-*")):
+            if (step_dir / "transform.safetensors").is_file():
+                found[int(step_dir.name.split("-")[1])] = step_dir / "transform.safetensors"
+    return sorted(found.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--data", type=Path, help="the aligned folder the run trained on (default: from its config.json)")
+    parser.add_argument("--limit", type=int, default=300)
+    args = parser.parse_args()
+
+    config = json.loads((args.run / "config.json").read_text())
+    data = args.data or resolve_recorded_path(config.get("data"), args.run, config.get("run_dir"))
+    if data is None:
+        raise SystemExit(f"{args.run}: its training data folder was not found; give --data")
+    attribute = resolve_attribute(config["attribute"])
+    settings = EvaluateSettings(attribute=attribute.name, data=data, limit=args.limit, held_out=True, labels=config.get("labels"))
+    sides = collect_faces(settings, attribute, int(config["size"]), SilentReporter())
+    pixels = _stack(sides.source, int(config["size"]))
+    landmarks = np.stack([face.landmarks_at(int(config["size"])) for face in sides.source])
+    classifier, identity = load_classifier(None, "cpu"), load_identity_network()
+    device = torch.device("cpu")
+    source_descriptors, _ = identity_outputs(identity, pixels, landmarks, device, 32)
+    floor = attribute_success(attribute_probability(classifier(_unit(pixels)), attribute))
+
+    table = Table(title=f"{args.run}: {len(pixels)} held-out validation faces, success floor {floor:.1%}")
+    for column in ("step", "attribute success", "identity distance (mean)"):
+        table.add_column(column, justify="right")
+    for step, weights in saved_transforms(args.run):
+        editor = load_editor(attribute.name, weights, device, use_enhance=False)
+        edited = torch.cat([_bytes(editor(_unit(pixels[i : i + 64]))) for i in range(0, len(pixels), 64)])
+        success = attribute_success(attribute_probability(classifier(_unit(edited)), attribute))
+        edited_descriptors, _ = identity_outputs(identity, edited, landmarks, device, 32)
+        distance = np.linalg.norm(edited_descriptors - source_descriptors, axis=1).mean()
+        table.add_row(str(step), f"{success:.1%}", f"{distance:.3f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
