@@ -26,7 +26,13 @@ from diat_cli.classifier import attribute_probability, load_classifier
 from diat_cli.editing import load_editor
 from diat_cli.face.identity import load_identity_network
 from diat_cli.metrics import attribute_success
-from diat_cli.pipelines.evaluate import _bytes, _stack, _unit, collect_faces, identity_outputs
+from diat_cli.pipelines.evaluate import (
+    _bytes,
+    _stack,
+    _unit,
+    collect_faces,
+    identity_outputs,
+)
 from diat_cli.pipelines.train_enhance import resolve_recorded_path
 from diat_cli.progress import SilentReporter
 from diat_cli.settings import EvaluateSettings
