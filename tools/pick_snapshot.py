@@ -5,8 +5,9 @@ Usage: python tools/pick_snapshot.py RUN_DIR [--data ALIGNED] [--limit 300]
 GAN training oscillates, so the last step is not always the best. This edits the source-side
 faces of the run's held-out validation slice (never trained on; the evaluation set stays
 untouched) with each snapshot, checkpoint and the final weights, and prints attribute success
-(the bundled classifier) and the mean dlib identity distance, so a model can be chosen without
-looking at the test faces. Copy the chosen file into a folder with the run's config.json to
+(the bundled classifier), the mean dlib identity distance and their difference, the score the
+bundled models were chosen by (highest success minus distance: an edit that works and keeps
+the person), so a model can be chosen without looking at the test faces. Copy the chosen file into a folder with the run's config.json to
 train E behind it and evaluate it.
 """
 
@@ -70,15 +71,19 @@ def main() -> None:
     floor = attribute_success(attribute_probability(classifier(_unit(pixels)), attribute))
 
     table = Table(title=f"{args.run}: {len(pixels)} held-out validation faces, success floor {floor:.1%}")
-    for column in ("step", "attribute success", "identity distance (mean)"):
+    for column in ("step", "attribute success", "identity distance (mean)", "score (success - distance)"):
         table.add_column(column, justify="right")
+    rows = []
     for step, weights in saved_transforms(args.run):
         editor = load_editor(attribute.name, weights, device, use_enhance=False)
         edited = torch.cat([_bytes(editor(_unit(pixels[i : i + 64]))) for i in range(0, len(pixels), 64)])
         success = attribute_success(attribute_probability(classifier(_unit(edited)), attribute))
         edited_descriptors, _ = identity_outputs(identity, edited, landmarks, device, 32)
         distance = np.linalg.norm(edited_descriptors - source_descriptors, axis=1).mean()
-        table.add_row(str(step), f"{success:.1%}", f"{distance:.3f}")
+        rows.append((step, success, distance, success - distance))
+    best = max(rows, key=lambda row: row[3])
+    for step, success, distance, score in rows:
+        table.add_row(str(step), f"{success:.1%}", f"{distance:.3f}", f"{score:.3f}" + (" best" if step == best[0] else ""))
     Console().print(table)
 
 
