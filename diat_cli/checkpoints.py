@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,14 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from diat_cli import __version__
 from diat_cli.errors import DiatError
+from diat_cli.imageio import DEFAULT_FILE_MODE, temporary_beside
 
 METADATA_KEY = "diat"
 SCHEMA_VERSION = 1
 
 
 def _atomic_target(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    descriptor, temporary = temporary_beside(path)
     os.close(descriptor)
     return Path(temporary)
 
@@ -62,6 +61,7 @@ def save_network(
     temporary = _atomic_target(path)
     try:
         save_file(tensors, str(temporary), metadata={METADATA_KEY: json.dumps(header)})
+        os.chmod(temporary, DEFAULT_FILE_MODE)  # safetensors writes 0600 files
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -88,6 +88,23 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
+def _default_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+DEFAULT_FILE_MODE = _default_file_mode()  # what open() would give; mkstemp alone gives 0600
+
+
+def temporary_beside(path: Path) -> tuple[int, str]:
+    """A temporary file next to `path` (same file system, so os.replace is atomic), with normal permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.fchmod(descriptor, DEFAULT_FILE_MODE)
+    return descriptor, temporary
+
+
 def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:
     """Write H x W x 3 uint8 RGB atomically (temporary file, then rename); format from the suffix."""
     path = Path(path)
@@ -98,7 +115,7 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> 
         raise DiatError(f"{path}: cannot write images with suffix '{path.suffix}'")
     options = {"quality": quality} if formats[suffix] in ("JPEG", "WEBP") else {}
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode="RGB")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    descriptor, temporary = temporary_beside(path)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             image.save(handle, format=formats[suffix], **options)
@@ -112,7 +129,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    descriptor, temporary = temporary_beside(path)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)

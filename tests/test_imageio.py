@@ -115,3 +115,32 @@ def test_find_images_recurses_and_mirrors(tmp_path):
     assert [f.relative.as_posix() for f in found] == ["b/y.PNG", "x.jpg"]
     with pytest.raises(DiatError, match="no such file or folder"):
         find_images([tmp_path / "nope"])
+
+
+def test_atomic_writes_get_the_permissions_open_would_give(tmp_path):
+    """mkstemp makes 0600 files; outputs are for people (and other programs) to open."""
+    import os
+
+    import torch
+
+    from diat_cli.checkpoints import save_network
+    from diat_cli.imageio import write_text_atomic
+
+    previous = os.umask(0o022)
+    try:
+        import importlib
+
+        import diat_cli.imageio as imageio
+
+        importlib.reload(imageio)  # the mode is read from the umask at import
+        imageio.write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+        imageio.write_text_atomic(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(previous)
+        importlib.reload(imageio)
+    for name in ("a.png", "a.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    write_text_atomic(tmp_path / "b.txt", "x")
+    save_network(tmp_path / "n.safetensors", torch.nn.Linear(2, 2), {}, {})
+    for name in ("b.txt", "n.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~previous, name

@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import queue
 import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from diat_cli.errors import ConfigError, DiatError, ImageReadError
 from diat_cli.face.align import alignment_matrix, warp_to_crop
 from diat_cli.face.detect import FaceDetector
 from diat_cli.face.paste import head_mask, paste_edit
-from diat_cli.imageio import ImageFile, find_images, read_image, write_image, write_text_atomic
+from diat_cli.imageio import ImageFile, find_images, read_image, temporary_beside, write_image, write_text_atomic
 from diat_cli.manifest import MANIFEST_NAME, encode_record, read_manifest
 from diat_cli.pipelines.align import check_output_location, face_fields, find_faces, plan_jobs
 from diat_cli.progress import Reporter, SilentReporter
@@ -363,8 +362,7 @@ def _copy_file(source: Path, target: Path) -> None:
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    descriptor, temporary = temporary_beside(path)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
