@@ -47,6 +47,27 @@ def test_astronaut_example_edits_the_face_offline(tmp_path):
     assert (tmp_path / "astronaut" / "edited" / "_sheets" / "astronaut.png").is_file()
 
 
+def test_readme_first_command_edits_the_astronaut_with_the_bundled_smiling_model(tmp_path):
+    """Exactly what a fresh install runs first: bundled weights, no training, nothing downloaded."""
+    data = pytest.importorskip("skimage.data")
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--attr", "smiling", "--out", str(tmp_path / "astronaut"), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    original = data.astronaut()
+    edited = read_image(tmp_path / "astronaut" / "edited" / "astronaut.png")
+    assert edited.shape == original.shape
+    [face] = [record for record in read_manifest(tmp_path / "astronaut" / "edited") if record["status"] == "edited"]
+    assert face["weights"] == "bundled:smiling"
+    left, top, right, bottom = face["box"]
+    mouth = (slice(top + (bottom - top) * 2 // 3, bottom), slice(left, right))
+    assert np.abs(edited[mouth].astype(int) - original[mouth]).mean() > 1  # the smile changed
+    assert np.array_equal(edited[-60:], original[-60:])
+
+
 # --- the shell examples: each run as a user would, on a tiny setting ---------------------------
 EXAMPLES = EXAMPLE.parent
 
