@@ -108,7 +108,6 @@ def temporary_beside(path: Path) -> tuple[int, str]:
 def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:
     """Write H x W x 3 uint8 RGB atomically (temporary file, then rename); format from the suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     formats = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
     if suffix not in formats:
@@ -128,7 +127,6 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = temporary_beside(path)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
