@@ -129,7 +129,7 @@ def _keep_snapshot(run_dir: Path, checkpoint: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for network_file in checkpoint.glob("*.safetensors"):
-        shutil.copy2(network_file, staging / network_file.name)
+        network_file.rename(staging / network_file.name)  # the checkpoint folder is deleted next
     staging.rename(target)
 
 
