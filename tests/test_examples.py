@@ -21,17 +21,11 @@ from diat_cli.nets import TransformNetwork
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "transfer_astronaut.py"
 
 
-def test_astronaut_example_edits_the_face_offline(tmp_path):
+def _run_astronaut_example(tmp_path, *options):
+    """Run examples/transfer_astronaut.py; returns (original, edited photo, the edited face's manifest record)."""
     data = pytest.importorskip("skimage.data")
-    torch.manual_seed(0)
-    network = TransformNetwork(channels=8, residual_blocks=1)
-    with torch.no_grad():
-        network.to_rgb[1].weight.normal_(0.0, 0.02)
-    weights = tmp_path / "old.transform.safetensors"
-    save_network(weights, network, {"channels": 8, "residual_blocks": 1}, {"kind": "transform", "attribute": "old", "size": 64})
-
     result = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--weights", str(weights), "--out", str(tmp_path / "astronaut"), "--device", "cpu"],
+        [sys.executable, str(EXAMPLE), *options, "--out", str(tmp_path / "astronaut"), "--device", "cpu"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -41,6 +35,19 @@ def test_astronaut_example_edits_the_face_offline(tmp_path):
     edited = read_image(tmp_path / "astronaut" / "edited" / "astronaut.png")
     assert edited.shape == original.shape
     [face] = [record for record in read_manifest(tmp_path / "astronaut" / "edited") if record["status"] == "edited"]
+    return original, edited, face
+
+
+def test_astronaut_example_edits_the_face_offline(tmp_path):
+    pytest.importorskip("skimage.data")
+    torch.manual_seed(0)
+    network = TransformNetwork(channels=8, residual_blocks=1)
+    with torch.no_grad():
+        network.to_rgb[1].weight.normal_(0.0, 0.02)
+    weights = tmp_path / "old.transform.safetensors"
+    save_network(weights, network, {"channels": 8, "residual_blocks": 1}, {"kind": "transform", "attribute": "old", "size": 64})
+
+    original, edited, face = _run_astronaut_example(tmp_path, "--weights", str(weights))
     left, top, right, bottom = face["box"]
     assert np.abs(edited[top:bottom, left:right].astype(int) - original[top:bottom, left:right]).mean() > 3
     assert np.array_equal(edited[-60:], original[-60:])  # her suit, far below the face, is untouched
@@ -49,18 +56,7 @@ def test_astronaut_example_edits_the_face_offline(tmp_path):
 
 def test_readme_first_command_edits_the_astronaut_with_the_bundled_smiling_model(tmp_path):
     """Exactly what a fresh install runs first: bundled weights, no training, nothing downloaded."""
-    data = pytest.importorskip("skimage.data")
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--attr", "smiling", "--out", str(tmp_path / "astronaut"), "--device", "cpu"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    original = data.astronaut()
-    edited = read_image(tmp_path / "astronaut" / "edited" / "astronaut.png")
-    assert edited.shape == original.shape
-    [face] = [record for record in read_manifest(tmp_path / "astronaut" / "edited") if record["status"] == "edited"]
+    original, edited, face = _run_astronaut_example(tmp_path, "--attr", "smiling")
     assert face["weights"] == "bundled:smiling"
     left, top, right, bottom = face["box"]
     mouth = (slice(top + (bottom - top) * 2 // 3, bottom), slice(left, right))
