@@ -89,7 +89,7 @@ def train_classifier_command(
     validation_fraction: float = typer.Option(0.05, "--validation-fraction", help="Share of photos held out (by a hash of the name) to measure accuracy."),
     half: bool = typer.Option(False, "--half", help="Write the final weights in float16 (how the bundled classifier ships)."),
     balance: bool = typer.Option(True, "--balance/--no-balance", help="Weight each CelebA attribute's positives by sqrt(negatives/positives), so rare ones (eyeglasses, hats) are not learned as 'never'."),
-    init: Optional[Path] = typer.Option(None, help="Start from these classifier weights (fine-tune) instead of random ones."),
+    init: Optional[Path] = typer.Option(None, help="Start from these classifier weights (fine-tune) instead of random ones; a 64 px classifier can start a 128 px one."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="Use channels-last memory layout."),

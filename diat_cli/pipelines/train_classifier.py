@@ -184,12 +184,16 @@ def _pixels(paths, size: int) -> torch.Tensor:
 
 
 def _load_initial_weights(network: AttributeClassifier, path: Path) -> None:
-    """Copy a saved classifier's weights into `network` (--init); the architecture must match."""
+    """Copy a saved classifier's weights into `network` (--init); the width must match.
+
+    The size may differ: the 64 and 128 px networks have the same layers (only the stem's
+    stride differs), so a 128 px classifier can start from the 64 px one and fine-tune.
+    """
     from diat_cli.classifier import find_classifier
 
     initial, metadata = load_network(find_classifier(path))
-    if not isinstance(initial, AttributeClassifier) or initial.image_size != network.image_size:
-        raise ConfigError(f"{path}: --init needs an attribute classifier of {network.image_size} px, got {metadata.get('class')} {metadata.get('config')}")
+    if not isinstance(initial, AttributeClassifier):
+        raise ConfigError(f"{path}: --init needs an attribute classifier, got {metadata.get('class')} {metadata.get('config')}")
     try:
         network.load_state_dict(initial.state_dict())
     except RuntimeError:

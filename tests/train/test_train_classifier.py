@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from diat_cli.attributes import CELEBA_COLUMNS, resolve_attribute
-from diat_cli.checkpoints import read_metadata
+from diat_cli.checkpoints import read_metadata, save_network
 from diat_cli.classifier import (
     attribute_probability,
     load_classifier,
@@ -225,8 +225,14 @@ def test_init_starts_from_earlier_weights(celeba_folder, tmp_path):
     difference, scale = largest_difference(first.weights, second.weights)
     assert difference < 1e-4 < scale  # a tiny learning rate: the second run's weights are the first's
     assert read_metadata(second.weights)["initialised_from"] == first.weights.parent.name  # no local paths in metadata
-    with pytest.raises(ConfigError, match="--init"):
-        train_classifier(_settings(tmp_path, [celeba_folder], steps=1, size=128, run_dir=tmp_path / "third", init=first.weights))
+    larger = train_classifier(_settings(tmp_path, [celeba_folder], steps=1, size=128, learning_rate=1e-9, run_dir=tmp_path / "third", init=first.weights, balance=False))
+    difference, _ = largest_difference(first.weights, larger.weights)
+    assert difference < 1e-4  # the 128 px network starts from the 64 px one's layers
+    assert read_metadata(larger.weights)["size"] == 128
+    not_a_classifier = tmp_path / "transform.safetensors"
+    save_network(not_a_classifier, build_network("TransformNetwork", channels=4), {"channels": 4}, {})
+    with pytest.raises(ConfigError, match="--init needs an attribute classifier"):
+        train_classifier(_settings(tmp_path, [celeba_folder], steps=1, run_dir=tmp_path / "fifth", init=not_a_classifier))
     with pytest.raises(ConfigError, match="width"):
         train_classifier(_settings(tmp_path, [celeba_folder], steps=1, channels=8, run_dir=tmp_path / "fourth", init=first.weights))
 
