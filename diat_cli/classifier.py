@@ -1,8 +1,8 @@
 """Finding and running the attribute classifier that judges edits (see nets/classifier.py).
 
 The classifier file is found like editors' weights: `--classifier PATH` (a weights file or a
-`diat train-classifier` run folder), else the one bundled in the package
-(`diat_cli/weights/classifier.safetensors`).
+`diat train-classifier` run folder), else the one bundled in the package for the faces' size
+(`diat_cli/weights/classifier.safetensors`, 64 px; `classifier-128.safetensors` for 128 px and up).
 
 How an attribute is decided: every attribute maps to one CelebA column and a wanted value
 (attributes.py), so a face "has" `no-eyeglasses` when the Eyeglasses logit is negative and
@@ -23,12 +23,17 @@ from diat_cli.checkpoints import load_network
 from diat_cli.errors import DiatError
 from diat_cli.nets.classifier import AGE_GROUPS, AttributeClassifier, split_logits
 
-BUNDLED_CLASSIFIER = Path(__file__).resolve().parent / "weights" / "classifier.safetensors"
+BUNDLED_CLASSIFIER = Path(__file__).resolve().parent / "weights" / "classifier.safetensors"  # 64 px
+BUNDLED_CLASSIFIER_128 = BUNDLED_CLASSIFIER.with_name("classifier-128.safetensors")
 CLASSIFIER_FILE = "classifier.safetensors"
 
 
-def find_classifier(path: str | Path | None = None) -> Path:
-    """The classifier weights file: `path` (file or run folder), else the bundled one."""
+def find_classifier(path: str | Path | None = None, size: int | None = None) -> Path:
+    """The classifier weights file: `path` (file or run folder), else the bundled one.
+
+    size: the resolution of the faces to judge. Faces of 128 px or more get the bundled 128 px
+    classifier when there is one, so sharper edits are not judged after shrinking them to 64 px.
+    """
     if path is not None:
         path = Path(path)
         if path.is_dir():
@@ -39,6 +44,8 @@ def find_classifier(path: str | Path | None = None) -> Path:
         if not path.is_file():
             raise DiatError(f"{path}: no such classifier weights file or run folder")
         return path
+    if size is not None and size >= 128 and BUNDLED_CLASSIFIER_128.is_file():
+        return BUNDLED_CLASSIFIER_128
     if not BUNDLED_CLASSIFIER.is_file():
         raise DiatError(
             "no attribute classifier: none is bundled in this installation; "
@@ -74,9 +81,9 @@ class Classifier:
         return torch.cat(outputs)
 
 
-def load_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> Classifier:
-    """Load the classifier from `path` (file or run folder) or the bundled default."""
-    weights = find_classifier(path)
+def load_classifier(path: str | Path | None = None, device: str | torch.device = "cpu", size: int | None = None) -> Classifier:
+    """Load the classifier from `path` (file or run folder) or the bundled default for faces of `size` px."""
+    weights = find_classifier(path, size)
     network, metadata = load_network(weights, device)
     if not isinstance(network, AttributeClassifier):
         raise DiatError(f"{weights}: holds a {metadata.get('class')} network, not an attribute classifier")

@@ -65,7 +65,7 @@ def main() -> None:
     sides = collect_faces(settings, attribute, int(config["size"]), SilentReporter())
     pixels = _stack(sides.source, int(config["size"]))
     landmarks = np.stack([face.landmarks_at(int(config["size"])) for face in sides.source])
-    classifier, identity = load_classifier(None, "cpu"), load_identity_network()
+    classifier, identity = load_classifier(None, "cpu", int(config["size"])), load_identity_network()
     device = torch.device("cpu")
     source_descriptors, _ = identity_outputs(identity, pixels, landmarks, device, 32)
     floor = attribute_success(attribute_probability(classifier(_unit(pixels)), attribute))

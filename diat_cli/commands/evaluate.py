@@ -15,7 +15,7 @@ def evaluate(
     data: Path = typer.Argument(..., help="Aligned folder from `diat align` (labels found beside the photos, or --labels), or photos."),
     attr: str = typer.Option(..., "--attr", help="Target attribute of the editor, e.g. no-eyeglasses, old (see `diat attributes`)."),
     weights: Optional[Path] = typer.Option(None, help="Editor: run folder or transform weights file. Default: the bundled weights for --attr."),
-    classifier: Optional[Path] = typer.Option(None, help="Attribute classifier weights (or its run folder). Default: the bundled classifier."),
+    classifier: Optional[Path] = typer.Option(None, help="Attribute classifier weights (or its run folder). Default: the bundled classifier of the model's size (64 or 128 px)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Report folder for metrics.json and report.html. Default: evaluation/<attr>."),
     labels: Optional[str] = typer.Option(None, help="CelebA list_attr_celeba.txt, or 'utkface'. Default: found beside the original photos."),
     identities: Optional[Path] = typer.Option(None, help="CelebA identity_CelebA.txt for the verification score. Default: found beside the labels or photos."),

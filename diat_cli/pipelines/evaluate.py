@@ -366,13 +366,13 @@ def evaluate(
         transform_path, enhance_path = find_weights(attribute.name, settings.weights)
         editor = load_editor(attribute.name, settings.weights, device, use_enhance=settings.use_enhance)
         editor_description = str(transform_path) + (f" + {enhance_path}" if enhance_path and settings.use_enhance else "")
+    size = int(editor.size)
     if classifier is None:
-        classifier = load_classifier(settings.classifier, device)
+        classifier = load_classifier(settings.classifier, device, size)
     if identity_network is None:
         from diat_cli.face.identity import load_identity_network
 
         identity_network = load_identity_network(device=device)
-    size = int(editor.size)
     report_dir = settings.resolved_report_dir
 
     sides = collect_faces(settings, attribute, size, reporter)

@@ -297,3 +297,18 @@ def test_bundled_classifier_is_found_by_default():
     assert classifier.metadata["kind"] == "classifier" and classifier.has_utkface_heads
     assert classifier.metadata["held_out_balanced_accuracy"] > 0.7 and "non-commercial" in classifier.metadata["license"]
     assert classifier(torch.zeros(2, 3, 128, 128)).shape == (2, 44)
+
+
+def test_faces_of_128_px_get_the_128_px_classifier(tmp_path, monkeypatch):
+    import diat_cli.classifier as classifier_module
+    from diat_cli.classifier import find_classifier
+
+    small, large = tmp_path / "classifier.safetensors", tmp_path / "classifier-128.safetensors"
+    small.write_bytes(b"64"), large.write_bytes(b"128")
+    monkeypatch.setattr(classifier_module, "BUNDLED_CLASSIFIER", small)
+    monkeypatch.setattr(classifier_module, "BUNDLED_CLASSIFIER_128", large)
+    assert find_classifier() == small and find_classifier(size=64) == small
+    assert find_classifier(size=128) == large and find_classifier(size=256) == large
+    assert find_classifier(small, size=128) == small  # a classifier the user names always wins
+    large.unlink()
+    assert find_classifier(size=128) == small  # no 128 px classifier bundled: the 64 px one judges
