@@ -312,3 +312,14 @@ def test_faces_of_128_px_get_the_128_px_classifier(tmp_path, monkeypatch):
     assert find_classifier(small, size=128) == small  # a classifier the user names always wins
     large.unlink()
     assert find_classifier(size=128) == small  # no 128 px classifier bundled: the 64 px one judges
+
+
+def test_bundled_128_px_classifier_judges_128_px_faces():
+    from diat_cli.classifier import BUNDLED_CLASSIFIER_128
+
+    if not BUNDLED_CLASSIFIER_128.is_file():
+        pytest.skip("no 128 px classifier bundled in this checkout")
+    classifier = load_classifier(size=128)
+    assert classifier.path == BUNDLED_CLASSIFIER_128 and classifier.network.image_size == 128
+    assert classifier.has_utkface_heads and classifier.metadata["held_out_balanced_accuracy"] > 0.7
+    assert classifier(torch.zeros(2, 3, 128, 128)).shape == (2, 44)
