@@ -14,7 +14,8 @@ NOTES_SHOWN = 20  # photos left unchanged listed by name; the manifest has them 
 
 @app.command()
 def transfer(
-    inputs: List[Path] = typer.Argument(..., help="Photos and/or folders (searched recursively, mirrored under OUTPUT), then the OUTPUT folder last."),
+    inputs: List[Path] = typer.Argument(..., help="Photos and/or folders (searched recursively, mirrored under OUTPUT), then the OUTPUT folder last (or give it with -o)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The OUTPUT folder, instead of the last argument."),
     attr: Optional[List[str]] = typer.Option(None, "--attr", "-a", help="Attribute to give every face, e.g. no-eyeglasses, old (see `diat attributes`). Repeat for several; each goes to OUTPUT/<attribute>/."),
     weights: Optional[List[Path]] = typer.Option(None, "--weights", "-w", help="Run folder or transform weights file (repeat to pair with each --attr). Default: the weights bundled for --attr."),
     aligned: bool = typer.Option(False, "--aligned", help="INPUTS are square crops from `diat align`: edit them as they are, no detection."),
@@ -38,6 +39,7 @@ def transfer(
     """Give every face in your photos an attribute, and write the photos back in their size and format.
 
     Example: diat transfer photos/ edited/ --attr no-eyeglasses --sheet
+    (or: diat transfer photos/ --attr no-eyeglasses -o edited/)
 
     Faces are found and aligned as `diat align` does, edited in batches, and pasted back with a
     feathered mask and colour matching. Photos without a usable face are copied unchanged.
@@ -48,12 +50,14 @@ def transfer(
     from diat_cli.pipelines.transfer import transfer_photos
     from diat_cli.settings import TransferSettings
 
-    if len(inputs) < 2:
-        raise fail("give the photos or folders to edit, then the OUTPUT folder", 2)
+    if output is None:
+        if len(inputs) < 2:
+            raise fail("give the photos or folders to edit, then the OUTPUT folder (or -o OUTPUT)", 2)
+        inputs, output = inputs[:-1], inputs[-1]
     settings = run_core(
         TransferSettings,
-        inputs=tuple(inputs[:-1]),
-        output=inputs[-1],
+        inputs=tuple(inputs),
+        output=output,
         attributes=tuple(attr or ()),
         weights=tuple(weights or ()),
         aligned=aligned,

@@ -243,6 +243,19 @@ def test_aligned_crops_are_edited_as_they_are(shared_data, model, tmp_path):
         assert np.array_equal(after[:6], before[:6])  # outside the head mask
 
 
+def test_output_can_be_given_with_o(model, tmp_path):
+    """The brief's form: `diat transfer photos/ --attr A -o out/` (every argument is then an input)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _no_face_image(photos / "landscape.png")
+    _no_face_image(tmp_path / "single.png")
+    output = tmp_path / "out"
+    result = runner.invoke(app, ["transfer", str(photos), str(tmp_path / "single.png"), "-w", str(model), "-o", str(output), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert (output / "landscape.png").read_bytes() == (photos / "landscape.png").read_bytes()
+    assert (output / "single.png").is_file()
+
+
 def test_bad_arguments_exit_2(model, tmp_path):
     photo = tmp_path / "photo.png"
     _no_face_image(photo)
