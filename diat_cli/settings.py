@@ -78,6 +78,7 @@ class TrainTransformSettings:
     transform_channels: int = 32
     discriminator_channels: int = 64
     denoiser_steps: int = 300
+    init: Path | None = None  # start T (and D) from an earlier run's weights instead of random ones
     validation_fraction: float = 0.05
     device: str = "auto"
     precision: str = "auto"
@@ -100,6 +101,8 @@ class TrainTransformSettings:
             raise ConfigError(f"--size must be one of {', '.join(map(str, ALLOWED_SIZES))}, got {self.size}")
         if (self.source is None) != (self.reference is None):
             raise ConfigError("--source and --reference go together: give both folders")
+        if self.init is not None and self.resume:
+            raise ConfigError("--init starts a new run and --resume continues one: give only one of them")
         if self.source is None and self.data is None:
             raise ConfigError("give an aligned folder (--data, with --labels for CelebA) or --source and --reference")
         if self.source is not None and self.data is not None:

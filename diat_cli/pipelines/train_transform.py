@@ -116,8 +116,16 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
     discriminator_config = {"channels": settings.discriminator_channels, "image_size": settings.size}
     if settings.spectral_norm:
         discriminator_config["spectral_norm"] = True
-    transform = runtime.prepare(TransformNetwork(**transform_config))
-    discriminator = runtime.prepare(AttributeDiscriminator(**discriminator_config))
+    transform = TransformNetwork(**transform_config)
+    discriminator = AttributeDiscriminator(**discriminator_config)
+    initialised_from = None
+    if settings.init is not None:
+        initialised_from = load_initial_weights(transform, discriminator, settings.init)
+        config["initialised_from"] = initialised_from
+        if runtime.is_main:
+            write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    transform = runtime.prepare(transform)
+    discriminator = runtime.prepare(discriminator)
     broadcast_parameters([transform, discriminator], runtime)
 
     identity_features, denoiser = None, None
@@ -165,6 +173,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
         "fuse_mask": settings.fuse_mask,
         "spectral_norm": settings.spectral_norm,
         "gan": settings.gan,
+        "initialised_from": initialised_from,
     }
     options = LoopOptions(
         steps=settings.steps,
@@ -185,6 +194,50 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
         reporter=reporter,
         images_per_step=settings.batch_size,
     )
+
+
+def _initial_weight_files(init: Path) -> tuple[Path, Path | None]:
+    """Where --init's T and D weights are: a weights file, a snapshot/checkpoint folder or a run folder."""
+    init = Path(init)
+    if init.is_file():
+        sibling = init.parent / "discriminator.safetensors"
+        return init, sibling if sibling.is_file() else None
+    if not init.is_dir():
+        raise ConfigError(f"{init}: --init needs a run folder, a snapshot folder or a transform.safetensors, and this does not exist")
+    if not (init / "transform.safetensors").is_file():
+        raise ConfigError(f"{init}: no transform.safetensors in this folder to start from")
+    if (init / "discriminator.safetensors").is_file():
+        return init / "transform.safetensors", init / "discriminator.safetensors"
+    checkpoint = latest_checkpoint(init)  # a finished run keeps D only in its checkpoints
+    discriminator = checkpoint[0] / "discriminator.safetensors" if checkpoint else None
+    return init / "transform.safetensors", discriminator if discriminator and discriminator.is_file() else None
+
+
+def load_initial_weights(transform: torch.nn.Module, discriminator: torch.nn.Module, init: Path) -> dict[str, Any]:
+    """Copy an earlier run's T (and D, when found) into the new networks for --init.
+
+    Starting D from the trained one matters: a random D would give T meaningless
+    gradients until it caught up, undoing the fine-tuning's starting point.
+    """
+    transform_file, discriminator_file = _initial_weight_files(init)
+    loaded = {"transform": str(transform_file), "discriminator": None, "steps": None}
+    for network, path, role in ((transform, transform_file, "transform"), (discriminator, discriminator_file, "discriminator")):
+        if path is None:
+            continue
+        initial, metadata = load_network(path)
+        if type(initial) is not type(network):
+            raise ConfigError(f"{path}: --init needs {type(network).__name__} weights, got {metadata.get('class')}")
+        try:
+            network.load_state_dict(initial.state_dict())
+        except RuntimeError:
+            raise ConfigError(
+                f"{path}: --init weights were trained with other settings ({metadata.get('config')}); "
+                "use the same --transform-channels, --discriminator-channels, --mask, --spectral-norm and --size"
+            ) from None
+        loaded[role] = str(path)
+        if role == "transform":
+            loaded["steps"] = metadata.get("steps")
+    return loaded
 
 
 def to_unit(pixels: torch.Tensor) -> torch.Tensor:

@@ -181,3 +181,31 @@ def test_two_process_gloo_training_matches_its_batch(tiny_sets, tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["runtime"]["world_size"] == 2
     assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     assert read_metadata(run_dir / "transform.safetensors")["steps"] == 4
+
+
+def test_init_starts_a_new_run_from_an_earlier_runs_networks(tiny_sets, tmp_path):
+    first = tmp_path / "first"
+    train_transform(_settings(tiny_sets, first, steps=6, checkpoint_every=2))
+    tuned = tmp_path / "tuned"
+    train_transform(_settings(tiny_sets, tuned, steps=1, init=first, learning_rate=1e-12, smooth_weight=7.0))
+    before, _ = load_network(first / "transform.safetensors")
+    after, _ = load_network(tuned / "transform.safetensors")
+    for name, value in before.state_dict().items():
+        assert torch.allclose(value, after.state_dict()[name], atol=1e-6), name
+    started = json.loads((tuned / "config.json").read_text())["initialised_from"]
+    assert started["steps"] == 6 and started["discriminator"].endswith("step-0000006/discriminator.safetensors")
+    assert read_metadata(tuned / "transform.safetensors")["initialised_from"]["transform"] == str(first / "transform.safetensors")
+    snapshot = tmp_path / "from-snapshot"  # a pruned checkpoint kept under snapshots/ works too
+    train_transform(_settings(tiny_sets, snapshot, steps=1, init=first / "snapshots" / "step-0000002"))
+    assert json.loads((snapshot / "config.json").read_text())["initialised_from"]["steps"] == 2
+
+
+def test_init_refuses_missing_or_mismatched_weights(tiny_sets, tmp_path):
+    first = tmp_path / "first"
+    train_transform(_settings(tiny_sets, first, steps=1))
+    with pytest.raises(ConfigError, match="does not exist"):
+        train_transform(_settings(tiny_sets, tmp_path / "a", init=tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="--transform-channels"):
+        train_transform(_settings(tiny_sets, tmp_path / "b", init=first, transform_channels=16))
+    with pytest.raises(ConfigError, match="only one of them"):
+        _settings(tiny_sets, first, init=first, resume=True)
