@@ -95,6 +95,19 @@ def smoothness_loss(denoiser: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return (cleaned - image).pow(2).mean()
 
 
+def edit_total_variation(edited: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels of the edit T(x) - x (L1 total variation).
+
+    Penalises the edit only, not the face's own texture: an edit that shifts a whole region
+    (grey hair, fuller lips) costs little at its border, while the scattered coloured specks an
+    adversarially trained T leaves in hair and background cost at every pixel. Both: N x 3 x H x W.
+    """
+    edit = edited.float() - original.float()
+    vertical = (edit[:, :, 1:, :] - edit[:, :, :-1, :]).abs().mean()
+    horizontal = (edit[:, :, :, 1:] - edit[:, :, :, :-1]).abs().mean()
+    return vertical + horizontal
+
+
 # --- enhancement (stage 2) -------------------------------------------------------------------
 def masked_reconstruction_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Stage 2's outside-the-region term (1 - m) * ||E(T(x)) - x||^2, normalised by its area.

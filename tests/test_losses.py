@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from diat_cli.losses import (
+    edit_total_variation,
     blur,
     discriminator_loss_gan,
     discriminator_loss_wgan,
@@ -134,3 +135,20 @@ def test_blur_keeps_constants_and_smooths_edges():
     assert 0 < blurred[0, 0, 0, 7] < 0.5 < blurred[0, 0, 0, 8] < 1
     assert torch.equal(blur(edge, 0), edge)
     assert blur(torch.rand(2, 3, 8, 8), 10.0).shape == (2, 3, 8, 8)  # radius limited by the image
+
+
+def test_edit_total_variation_charges_speckled_edits_not_smooth_ones():
+    torch.manual_seed(0)
+    face = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert edit_total_variation(face, face).item() == 0.0
+    assert edit_total_variation(face + 0.3, face).item() == pytest.approx(0.0, abs=1e-6)  # a uniform shift is free
+    ramp = torch.linspace(0, 0.3, 16).view(1, 1, 1, 16)
+    specks = torch.zeros(1, 1, 16, 16)
+    specks[..., ::2, ::2] = 0.3
+    smooth_cost = edit_total_variation(face + ramp, face).item()
+    speck_cost = edit_total_variation(face + specks, face).item()
+    assert smooth_cost == pytest.approx(0.02, rel=1e-4)  # each horizontal neighbour pair differs by 0.3 / 15
+    assert speck_cost > 10 * smooth_cost
+    edited = (face + specks).requires_grad_(True)
+    edit_total_variation(edited, face).backward()
+    assert edited.grad.abs().sum() > 0

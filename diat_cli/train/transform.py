@@ -2,7 +2,8 @@
 
 Objective (METHOD.md): adversarial + identity_weight * perceptual identity loss
 (+ smooth_weight * ||f(T(x)) - T(x)||^2 for variant "diat"; + mask_weight * mean mask area
-when T fuses its output with its input through a mask, as the journal version does). Variant "diat" measures identity
+when T fuses its output with its input through a mask, as the journal version does; + edit_tv_weight
+* total variation of the edit T(x) - x, an option against coloured specks). Variant "diat" measures identity
 on the face-recognition network's stage features; variant "a" (DIAT-A) on D's 4th and 5th
 feature maps, so the identity network adapts as D trains.
 """
@@ -19,6 +20,7 @@ from diat_cli.losses import (
     generator_loss_gan,
     generator_loss_wgan,
     gradient_penalty,
+    edit_total_variation,
     perceptual_loss,
     smoothness_loss,
 )
@@ -66,6 +68,7 @@ class TransformStage:
         smooth_weight: float = 0.0,
         gradient_penalty_weight: float = 10.0,
         mask_weight: float = 0.0,
+        edit_tv_weight: float = 0.0,
         identity_features: IdentityFeatures | None = None,
         denoiser: torch.nn.Module | None = None,
     ):
@@ -82,6 +85,7 @@ class TransformStage:
         self.smooth_weight = smooth_weight if variant == "diat" else 0.0  # DIAT-A has no smoothness term
         self.gradient_penalty_weight = gradient_penalty_weight
         self.mask_weight = mask_weight
+        self.edit_tv_weight = edit_tv_weight
         self.identity_features = identity_features
         self.denoiser = denoiser
         betas = (0.0, 0.9) if gan == "wgan-gp" else (0.5, 0.999)
@@ -145,6 +149,10 @@ class TransformStage:
             smooth = smoothness_loss(self.denoiser, fake.float())
             loss_t = loss_t + self.smooth_weight * smooth
             losses["smooth"] = smooth.detach()
+        if self.edit_tv_weight > 0:
+            edit_tv = edit_total_variation(fake, source)
+            loss_t = loss_t + self.edit_tv_weight * edit_tv
+            losses["edit_tv"] = edit_tv.detach()
         self.transform_optimizer.zero_grad(set_to_none=True)
         self.transform_scaler.scale(loss_t).backward()
         average_gradients([self.transform], self.runtime)
