@@ -22,6 +22,10 @@ LOCAL_KEYS = ("data_folder", "transform_file", "weights")
 def bundle(source: Path, target: Path, evaluate: dict | None) -> None:
     network, header = load_network(source)
     metadata = {key: value for key, value in header.items() if key not in (*LOCAL_KEYS, "config", "schema", "class", "diat_version")}
+    if isinstance(metadata.get("initialised_from"), dict):  # --init: keep which run and step, not where it lay
+        metadata["initialised_from"] = {
+            key: "/".join(Path(value).parts[-4:]) if isinstance(value, str) else value for key, value in metadata["initialised_from"].items()
+        }
     if evaluate is not None:
         metadata["evaluate"] = evaluate
     save_network(target, network, header["config"], metadata, dtype=torch.float16)  # save_network writes class, schema, version

@@ -1,0 +1,39 @@
+"""tools/bundle_weights.py: fp16 copies whose metadata keep the facts and drop local paths."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from diat_cli.checkpoints import load_network, read_metadata, save_network
+from diat_cli.nets.transform import TransformNetwork
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "bundle_weights.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("bundle_weights", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundle_writes_fp16_without_local_paths(tmp_path):
+    torch.manual_seed(0)
+    network = TransformNetwork(channels=4, residual_blocks=1)
+    source = tmp_path / "transform.safetensors"
+    started = "/home/someone/secret/runs/old-diat-10/snapshots/step-0003500/transform.safetensors"
+    save_network(source, network, {"channels": 4, "residual_blocks": 1},
+                 {"attribute": "old", "steps": 7, "data_folder": "/home/someone/data", "initialised_from": {"transform": started, "discriminator": None, "steps": 3500}})
+    target = tmp_path / "old.transform.safetensors"
+    _tool().bundle(source, target, {"attribute_success": {"rate": 0.5}})
+    metadata = read_metadata(target)
+    assert metadata["attribute"] == "old" and metadata["steps"] == 7 and metadata["evaluate"]["attribute_success"]["rate"] == 0.5
+    assert "data_folder" not in metadata and "someone" not in str(metadata)
+    assert metadata["initialised_from"] == {"transform": "old-diat-10/snapshots/step-0003500/transform.safetensors", "discriminator": None, "steps": 3500}
+    bundled, _ = load_network(target)
+    images = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.allclose(bundled(images), network.eval()(images), atol=2e-2)  # fp16 weights, same network
+    assert target.stat().st_size < source.stat().st_size
