@@ -118,7 +118,9 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
         discriminator_config["spectral_norm"] = True
     transform = TransformNetwork(**transform_config)
     discriminator = AttributeDiscriminator(**discriminator_config)
-    initialised_from = None
+    initialised_from = None  # on --resume, what the run's first start recorded
+    if settings.resume:
+        initialised_from = json.loads((run_dir / "config.json").read_text()).get("initialised_from")
     if settings.init is not None:
         initialised_from = load_initial_weights(transform, discriminator, settings.init)
         config["initialised_from"] = initialised_from

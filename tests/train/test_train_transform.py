@@ -198,6 +198,8 @@ def test_init_starts_a_new_run_from_an_earlier_runs_networks(tiny_sets, tmp_path
     started = json.loads((tuned / "config.json").read_text())["initialised_from"]
     assert started["steps"] == 6 and started["discriminator"].endswith("step-0000006/discriminator.safetensors")
     assert read_metadata(tuned / "transform.safetensors")["initialised_from"]["transform"] == str(first / "transform.safetensors")
+    train_transform(_settings(tiny_sets, tuned, steps=2, resume=True))  # resuming keeps the record
+    assert read_metadata(tuned / "transform.safetensors")["initialised_from"]["steps"] == 6
     snapshot = tmp_path / "from-snapshot"  # a pruned checkpoint kept under snapshots/ works too
     train_transform(_settings(tiny_sets, snapshot, steps=1, init=first / "snapshots" / "step-0000002"))
     assert json.loads((snapshot / "config.json").read_text())["initialised_from"]["steps"] == 2
