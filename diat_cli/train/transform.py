@@ -17,10 +17,10 @@ import torch
 from diat_cli.losses import (
     discriminator_loss_gan,
     discriminator_loss_wgan,
+    edit_total_variation,
     generator_loss_gan,
     generator_loss_wgan,
     gradient_penalty,
-    edit_total_variation,
     perceptual_loss,
     smoothness_loss,
 )
