@@ -88,6 +88,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
     reporter = reporter or SilentReporter()
     attribute = attribute_name(settings)
     run_dir = prepare_run_dir(settings)
+    initial_files = _initial_weight_files(settings.init) if settings.init is not None else None  # a typo fails before config.json
     split = load_split(settings)
     runtime = setup_runtime(settings.device, settings.precision, settings.channels_last)
     config = {**_json_ready(asdict(settings)), "attribute": attribute, "run_dir": str(run_dir), "data_summary": split.summary(),
@@ -121,8 +122,8 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
     initialised_from = None  # on --resume, what the run's first start recorded
     if settings.resume:
         initialised_from = json.loads((run_dir / "config.json").read_text()).get("initialised_from")
-    if settings.init is not None:
-        initialised_from = load_initial_weights(transform, discriminator, settings.init)
+    if initial_files is not None:
+        initialised_from = load_initial_weights(transform, discriminator, *initial_files)
         config["initialised_from"] = initialised_from
         if runtime.is_main:
             write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
@@ -217,13 +218,14 @@ def _initial_weight_files(init: Path) -> tuple[Path, Path | None]:
     return init / "transform.safetensors", discriminator if discriminator and discriminator.is_file() else None
 
 
-def load_initial_weights(transform: torch.nn.Module, discriminator: torch.nn.Module, init: Path) -> dict[str, Any]:
+def load_initial_weights(
+    transform: torch.nn.Module, discriminator: torch.nn.Module, transform_file: Path, discriminator_file: Path | None
+) -> dict[str, Any]:
     """Copy an earlier run's T (and D, when found) into the new networks for --init.
 
     Starting D from the trained one matters: a random D would give T meaningless
     gradients until it caught up, undoing the fine-tuning's starting point.
     """
-    transform_file, discriminator_file = _initial_weight_files(init)
     loaded = {"transform": str(transform_file), "discriminator": None, "steps": None}
     for network, path, role in ((transform, transform_file, "transform"), (discriminator, discriminator_file, "discriminator")):
         if path is None:

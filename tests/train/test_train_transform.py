@@ -210,6 +210,7 @@ def test_init_refuses_missing_or_mismatched_weights(tiny_sets, tmp_path):
     train_transform(_settings(tiny_sets, first, steps=1))
     with pytest.raises(ConfigError, match="does not exist"):
         train_transform(_settings(tiny_sets, tmp_path / "a", init=tmp_path / "nowhere"))
+    assert not (tmp_path / "a" / "config.json").exists()  # so the corrected command needs no --overwrite
     with pytest.raises(ConfigError, match="--transform-channels"):
         train_transform(_settings(tiny_sets, tmp_path / "b", init=first, transform_channels=16))
     with pytest.raises(ConfigError, match="only one of them"):
