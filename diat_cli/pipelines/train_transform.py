@@ -13,7 +13,7 @@ import torch
 
 from diat_cli import __version__
 from diat_cli.attributes import attribute_names, kebab_case, resolve_attribute
-from diat_cli.checkpoints import load_network, save_network
+from diat_cli.checkpoints import load_network, read_metadata, save_network
 from diat_cli.data import AttributeSplit, FaceImages, split_folders, split_source_reference
 from diat_cli.errors import ConfigError
 from diat_cli.imageio import write_text_atomic
@@ -93,7 +93,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
     runtime = setup_runtime(settings.device, settings.precision, settings.channels_last)
     config = {**_json_ready(asdict(settings)), "attribute": attribute, "run_dir": str(run_dir), "data_summary": split.summary(),
               "runtime": {"device": str(runtime.device), "precision": runtime.precision, "world_size": runtime.world_size},
-              "diat_version": __version__}
+              "diat_version": __version__, "initialised_from": _start_record(settings, run_dir, initial_files)}
     if runtime.is_main and not settings.resume:
         write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
     if settings.dry_run:
@@ -119,14 +119,8 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
         discriminator_config["spectral_norm"] = True
     transform = TransformNetwork(**transform_config)
     discriminator = AttributeDiscriminator(**discriminator_config)
-    initialised_from = None  # on --resume, what the run's first start recorded
-    if settings.resume:
-        initialised_from = json.loads((run_dir / "config.json").read_text()).get("initialised_from")
     if initial_files is not None:
-        initialised_from = load_initial_weights(transform, discriminator, *initial_files)
-        config["initialised_from"] = initialised_from
-        if runtime.is_main:
-            write_text_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+        load_initial_weights(transform, discriminator, *initial_files)
     transform = runtime.prepare(transform)
     discriminator = runtime.prepare(discriminator)
     broadcast_parameters([transform, discriminator], runtime)
@@ -178,7 +172,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
         "fuse_mask": settings.fuse_mask,
         "spectral_norm": settings.spectral_norm,
         "gan": settings.gan,
-        "initialised_from": initialised_from,
+        "initialised_from": config["initialised_from"],
     }
     options = LoopOptions(
         steps=settings.steps,
@@ -218,16 +212,29 @@ def _initial_weight_files(init: Path) -> tuple[Path, Path | None]:
     return init / "transform.safetensors", discriminator if discriminator and discriminator.is_file() else None
 
 
+def _start_record(settings: TrainTransformSettings, run_dir: Path, initial_files: tuple[Path, Path | None] | None) -> dict[str, Any] | None:
+    """What --init started from, for config.json and the final metadata; a resumed run keeps its first record."""
+    if settings.resume:
+        return json.loads((run_dir / "config.json").read_text()).get("initialised_from")
+    if initial_files is None:
+        return None
+    transform_file, discriminator_file = initial_files
+    return {
+        "transform": str(transform_file),
+        "discriminator": str(discriminator_file) if discriminator_file else None,
+        "steps": read_metadata(transform_file).get("steps"),
+    }
+
+
 def load_initial_weights(
     transform: torch.nn.Module, discriminator: torch.nn.Module, transform_file: Path, discriminator_file: Path | None
-) -> dict[str, Any]:
+) -> None:
     """Copy an earlier run's T (and D, when found) into the new networks for --init.
 
     Starting D from the trained one matters: a random D would give T meaningless
     gradients until it caught up, undoing the fine-tuning's starting point.
     """
-    loaded = {"transform": str(transform_file), "discriminator": None, "steps": None}
-    for network, path, role in ((transform, transform_file, "transform"), (discriminator, discriminator_file, "discriminator")):
+    for network, path in ((transform, transform_file), (discriminator, discriminator_file)):
         if path is None:
             continue
         initial, metadata = load_network(path)
@@ -240,10 +247,6 @@ def load_initial_weights(
                 f"{path}: --init weights were trained with other settings ({metadata.get('config')}); "
                 "use the same --transform-channels, --discriminator-channels, --mask, --spectral-norm and --size"
             ) from None
-        loaded[role] = str(path)
-        if role == "transform":
-            loaded["steps"] = metadata.get("steps")
-    return loaded
 
 
 def to_unit(pixels: torch.Tensor) -> torch.Tensor:
