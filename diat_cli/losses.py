@@ -108,6 +108,21 @@ def edit_total_variation(edited: torch.Tensor, original: torch.Tensor) -> torch.
     return vertical + horizontal
 
 
+
+def edit_chroma_change(edited: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Mean absolute change of the chroma (YCbCr's Cb and Cr) of T(x) against x.
+
+    Ageing and gender edits are mostly light and shadow (wrinkles, stubble, hair); the failures
+    seen in variant-diat runs were smooth colour blotches (a purple patch round an eye, a red
+    forehead) that total variation does not charge, because they have no edges. Brightness
+    changes are free here; a hue change costs at every pixel it covers. Both: N x 3 x H x W, RGB.
+    """
+    edit = edited.float() - original.float()
+    red, green, blue = edit[:, 0], edit[:, 1], edit[:, 2]
+    blue_difference = -0.168736 * red - 0.331264 * green + 0.5 * blue  # ITU-R BT.601 Cb, Cr
+    red_difference = 0.5 * red - 0.418688 * green - 0.081312 * blue
+    return blue_difference.abs().mean() + red_difference.abs().mean()
+
 # --- enhancement (stage 2) -------------------------------------------------------------------
 def masked_reconstruction_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Stage 2's outside-the-region term (1 - m) * ||E(T(x)) - x||^2, normalised by its area.

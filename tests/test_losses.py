@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from diat_cli.losses import (
+    edit_chroma_change,
     blur,
     discriminator_loss_gan,
     discriminator_loss_wgan,
@@ -151,4 +152,21 @@ def test_edit_total_variation_charges_speckled_edits_not_smooth_ones():
     assert speck_cost > 10 * smooth_cost
     edited = (face + specks).requires_grad_(True)
     edit_total_variation(edited, face).backward()
+    assert edited.grad.abs().sum() > 0
+
+
+def test_edit_chroma_change_charges_colour_not_brightness():
+    torch.manual_seed(0)
+    face = torch.rand(2, 3, 16, 16) * 1.6 - 0.8
+    assert edit_chroma_change(face, face).item() == 0.0
+    assert edit_chroma_change(face - 0.2, face).item() == pytest.approx(0.0, abs=1e-5)  # grey shadow: free
+    purple = torch.tensor([0.2, -0.2, 0.2]).view(1, 3, 1, 1)
+    cost = edit_chroma_change(face + purple, face).item()
+    # Cb = -0.1687*0.2 + 0.3313*0.2 + 0.5*0.2 = 0.1325, Cr = 0.5*0.2 + 0.4187*0.2 - 0.0813*0.2 = 0.1675
+    assert cost == pytest.approx(0.3, abs=1e-4)
+    patch = torch.zeros(1, 3, 16, 16)
+    patch[..., :4, :4] = purple
+    assert edit_chroma_change(face + patch, face).item() == pytest.approx(cost / 16, rel=1e-4)  # cost grows with the area
+    edited = (face + purple).requires_grad_(True)
+    edit_chroma_change(edited, face).backward()
     assert edited.grad.abs().sum() > 0

@@ -150,6 +150,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
         gradient_penalty_weight=settings.gradient_penalty_weight,
         mask_weight=settings.mask_weight,
         edit_tv_weight=settings.edit_tv_weight,
+        edit_chroma_weight=settings.edit_chroma_weight,
         identity_features=identity_features,
         denoiser=denoiser,
     )
@@ -168,6 +169,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
             "gradient_penalty": settings.gradient_penalty_weight if settings.gan == "wgan-gp" else 0.0,
             "mask": settings.mask_weight if settings.fuse_mask else 0.0,
             "edit_tv": settings.edit_tv_weight,
+            "edit_chroma": settings.edit_chroma_weight,
         },
         "fuse_mask": settings.fuse_mask,
         "spectral_norm": settings.spectral_norm,

@@ -3,7 +3,8 @@
 Objective (METHOD.md): adversarial + identity_weight * perceptual identity loss
 (+ smooth_weight * ||f(T(x)) - T(x)||^2 for variant "diat"; + mask_weight * mean mask area
 when T fuses its output with its input through a mask, as the journal version does; + edit_tv_weight
-* total variation of the edit T(x) - x, an option against coloured specks). Variant "diat" measures identity
+* total variation of the edit T(x) - x, an option against coloured specks; + edit_chroma_weight
+* the edit's change of chroma, an option against smooth colour blotches). Variant "diat" measures identity
 on the face-recognition network's stage features; variant "a" (DIAT-A) on D's 4th and 5th
 feature maps, so the identity network adapts as D trains.
 """
@@ -17,6 +18,7 @@ import torch
 from diat_cli.losses import (
     discriminator_loss_gan,
     discriminator_loss_wgan,
+    edit_chroma_change,
     edit_total_variation,
     generator_loss_gan,
     generator_loss_wgan,
@@ -69,6 +71,7 @@ class TransformStage:
         gradient_penalty_weight: float = 10.0,
         mask_weight: float = 0.0,
         edit_tv_weight: float = 0.0,
+        edit_chroma_weight: float = 0.0,
         identity_features: IdentityFeatures | None = None,
         denoiser: torch.nn.Module | None = None,
     ):
@@ -86,6 +89,7 @@ class TransformStage:
         self.gradient_penalty_weight = gradient_penalty_weight
         self.mask_weight = mask_weight
         self.edit_tv_weight = edit_tv_weight
+        self.edit_chroma_weight = edit_chroma_weight
         self.identity_features = identity_features
         self.denoiser = denoiser
         betas = (0.0, 0.9) if gan == "wgan-gp" else (0.5, 0.999)
@@ -153,6 +157,10 @@ class TransformStage:
             edit_tv = edit_total_variation(fake, source)
             loss_t = loss_t + self.edit_tv_weight * edit_tv
             losses["edit_tv"] = edit_tv.detach()
+        if self.edit_chroma_weight > 0:
+            edit_chroma = edit_chroma_change(fake, source)
+            loss_t = loss_t + self.edit_chroma_weight * edit_chroma
+            losses["edit_chroma"] = edit_chroma.detach()
         self.transform_optimizer.zero_grad(set_to_none=True)
         self.transform_scaler.scale(loss_t).backward()
         average_gradients([self.transform], self.runtime)
