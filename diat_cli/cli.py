@@ -152,7 +152,7 @@ def train_transform_command(
     transform_channels: int = typer.Option(32, help="Width of T (its residual blocks use 4x this); 16 trains about 3x faster on CPU."),
     discriminator_channels: int = typer.Option(64, help="Width of D's first layer (doubling per layer up to 8x)."),
     denoiser_steps: int = typer.Option(300, help="Steps for each of g and f when training the smoothness network (variant diat)."),
-    init: Optional[Path] = typer.Option(None, help="Start T (and D, when beside it) from an earlier run's weights: a run folder, a snapshots/step-N folder or a transform.safetensors. Fine-tunes with new loss weights or learning rate in a new run."),
+    init: Optional[Path] = typer.Option(None, help="Start T (and D, when beside it) from an earlier run's weights: a run folder, a snapshots/step-N or checkpoints/step-N folder or a transform.safetensors. Fine-tunes with new loss weights or learning rate in a new run."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="Use channels-last memory layout."),

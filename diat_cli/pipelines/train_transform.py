@@ -204,7 +204,12 @@ def _initial_weight_files(init: Path) -> tuple[Path, Path | None]:
         sibling = init.parent / "discriminator.safetensors"
         return init, sibling if sibling.is_file() else None
     if not init.is_dir():
-        raise ConfigError(f"{init}: --init needs a run folder, a snapshot folder or a transform.safetensors, and this does not exist")
+        # The newest steps of a run sit in checkpoints/, not snapshots/: point there rather than just fail.
+        checkpoint_twin = init.parent.parent / "checkpoints" / init.name
+        hint = f" (did you mean {checkpoint_twin}?)" if init.parent.name == "snapshots" and checkpoint_twin.is_dir() else ""
+        raise ConfigError(
+            f"{init}: --init needs a run folder, a snapshots/ or checkpoints/ step folder or a transform.safetensors, and this does not exist{hint}"
+        )
     if not (init / "transform.safetensors").is_file():
         raise ConfigError(f"{init}: no transform.safetensors in this folder to start from")
     if (init / "discriminator.safetensors").is_file():

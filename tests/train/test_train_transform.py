@@ -205,6 +205,14 @@ def test_init_starts_a_new_run_from_an_earlier_runs_networks(tiny_sets, tmp_path
     snapshot = tmp_path / "from-snapshot"  # a pruned checkpoint kept under snapshots/ works too
     train_transform(_settings(tiny_sets, snapshot, steps=1, init=first / "snapshots" / "step-0000002"))
     assert json.loads((snapshot / "config.json").read_text())["initialised_from"]["steps"] == 2
+    newest = first / "snapshots" / "step-0000006"  # the newest steps are still checkpoints: the error says where
+    with pytest.raises(ConfigError, match=r"did you mean .*checkpoints/step-0000006\?"):
+        train_transform(_settings(tiny_sets, tmp_path / "typo", steps=1, init=newest))
+    from_checkpoint = tmp_path / "from-checkpoint"
+    train_transform(_settings(tiny_sets, from_checkpoint, steps=1, init=first / "checkpoints" / "step-0000004"))
+    assert json.loads((from_checkpoint / "config.json").read_text())["initialised_from"]["discriminator"].endswith(
+        "checkpoints/step-0000004/discriminator.safetensors"
+    )
 
 
 def test_init_refuses_missing_or_mismatched_weights(tiny_sets, tmp_path):
