@@ -54,8 +54,16 @@ def test_astronaut_example_edits_the_face_offline(tmp_path):
     assert (tmp_path / "astronaut" / "edited" / "_sheets" / "astronaut.png").is_file()
 
 
-def test_readme_first_command_edits_the_astronaut_with_the_bundled_smiling_model(tmp_path):
-    """Exactly what a fresh install runs first: bundled weights, no training, nothing downloaded."""
+def test_readme_first_command_ages_the_astronaut_with_the_bundled_old_model(tmp_path):
+    """Exactly what the README runs first (`--attr old`): bundled weights, no training, nothing downloaded."""
+    original, edited, face = _run_astronaut_example(tmp_path, "--attr", "old")
+    assert face["weights"] == "bundled:old"
+    left, top, right, bottom = face["box"]
+    assert np.abs(edited[top:bottom, left:right].astype(int) - original[top:bottom, left:right]).mean() > 1  # the face changed
+    assert np.array_equal(edited[-60:], original[-60:])  # her suit did not
+
+
+def test_bundled_smiling_model_changes_the_astronauts_mouth(tmp_path):
     original, edited, face = _run_astronaut_example(tmp_path, "--attr", "smiling")
     assert face["weights"] == "bundled:smiling"
     left, top, right, bottom = face["box"]
