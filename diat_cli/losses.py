@@ -108,7 +108,6 @@ def edit_total_variation(edited: torch.Tensor, original: torch.Tensor) -> torch.
     return vertical + horizontal
 
 
-
 def edit_chroma_change(edited: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     """Mean absolute change of the chroma (YCbCr's Cb and Cr) of T(x) against x.
 
@@ -122,6 +121,7 @@ def edit_chroma_change(edited: torch.Tensor, original: torch.Tensor) -> torch.Te
     blue_difference = -0.168736 * red - 0.331264 * green + 0.5 * blue  # ITU-R BT.601 Cb, Cr
     red_difference = 0.5 * red - 0.418688 * green - 0.081312 * blue
     return blue_difference.abs().mean() + red_difference.abs().mean()
+
 
 # --- enhancement (stage 2) -------------------------------------------------------------------
 def masked_reconstruction_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
