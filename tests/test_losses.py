@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from diat_cli.losses import (
-    edit_chroma_change,
     blur,
     discriminator_loss_gan,
     discriminator_loss_wgan,
+    edit_chroma_change,
     edit_total_variation,
     generator_loss_gan,
     generator_loss_wgan,
