@@ -123,6 +123,18 @@ def edit_chroma_change(edited: torch.Tensor, original: torch.Tensor) -> torch.Te
     return blue_difference.abs().mean() + red_difference.abs().mean()
 
 
+def edit_asymmetry(edited: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between the edit T(x) - x and its mirror image (left-right).
+
+    In the canonical crop the eyes sit symmetric about the vertical centre line, so glasses,
+    make-up and wrinkles are mirror-symmetric edits. The eyeglasses runs' typical failure was one
+    dark lens over one eye, a black eye more than glasses: this charges it (on both sides), while
+    a pair of frames costs only as much as the face is turned. Both: N x 3 x H x W.
+    """
+    edit = edited.float() - original.float()
+    return (edit - edit.flip(-1)).abs().mean()
+
+
 # --- enhancement (stage 2) -------------------------------------------------------------------
 def masked_reconstruction_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Stage 2's outside-the-region term (1 - m) * ||E(T(x)) - x||^2, normalised by its area.

@@ -10,6 +10,7 @@ from diat_cli.losses import (
     blur,
     discriminator_loss_gan,
     discriminator_loss_wgan,
+    edit_asymmetry,
     edit_chroma_change,
     edit_total_variation,
     generator_loss_gan,
@@ -169,4 +170,20 @@ def test_edit_chroma_change_charges_colour_not_brightness():
     assert edit_chroma_change(face + patch, face).item() == pytest.approx(cost / 16, rel=1e-4)  # cost grows with the area
     edited = (face + purple).requires_grad_(True)
     edit_chroma_change(edited, face).backward()
+    assert edited.grad.abs().sum() > 0
+
+
+def test_edit_asymmetry_charges_one_lens_not_a_pair():
+    face = torch.rand(1, 3, 16, 16)
+    assert edit_asymmetry(face, face).item() == 0.0
+    pair = face.clone()
+    pair[..., 6:9, 2:6] -= 0.5  # a dark lens over each eye, mirror images of each other
+    pair[..., 6:9, 10:14] -= 0.5
+    assert edit_asymmetry(pair, face).item() == pytest.approx(0.0, abs=1e-6)
+    one = face.clone()
+    one[..., 6:9, 2:6] -= 0.5  # the same lens over one eye only
+    # |e - mirror(e)| is 0.5 on the lens and on its mirror image: 2 * 12 pixels of 256, every channel
+    assert edit_asymmetry(one, face).item() == pytest.approx(0.5 * 24 / 256, rel=1e-5)
+    edited = one.clone().requires_grad_(True)
+    edit_asymmetry(edited, face).backward()
     assert edited.grad.abs().sum() > 0

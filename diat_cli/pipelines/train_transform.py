@@ -151,6 +151,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
         mask_weight=settings.mask_weight,
         edit_tv_weight=settings.edit_tv_weight,
         edit_chroma_weight=settings.edit_chroma_weight,
+        edit_symmetry_weight=settings.edit_symmetry_weight,
         identity_features=identity_features,
         denoiser=denoiser,
     )
@@ -170,6 +171,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
             "mask": settings.mask_weight if settings.fuse_mask else 0.0,
             "edit_tv": settings.edit_tv_weight,
             "edit_chroma": settings.edit_chroma_weight,
+            "edit_symmetry": settings.edit_symmetry_weight,
         },
         "fuse_mask": settings.fuse_mask,
         "spectral_norm": settings.spectral_norm,

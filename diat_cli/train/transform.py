@@ -4,7 +4,8 @@ Objective (METHOD.md): adversarial + identity_weight * perceptual identity loss
 (+ smooth_weight * ||f(T(x)) - T(x)||^2 for variant "diat"; + mask_weight * mean mask area
 when T fuses its output with its input through a mask, as the journal version does; + edit_tv_weight
 * total variation of the edit T(x) - x, an option against coloured specks; + edit_chroma_weight
-* the edit's change of chroma, an option against smooth colour blotches). Variant "diat" measures identity
+* the edit's change of chroma, an option against smooth colour blotches; + edit_symmetry_weight
+* the edit's left-right asymmetry, an option against a lens over one eye). Variant "diat" measures identity
 on the face-recognition network's stage features; variant "a" (DIAT-A) on D's 4th and 5th
 feature maps, so the identity network adapts as D trains.
 """
@@ -18,6 +19,7 @@ import torch
 from diat_cli.losses import (
     discriminator_loss_gan,
     discriminator_loss_wgan,
+    edit_asymmetry,
     edit_chroma_change,
     edit_total_variation,
     generator_loss_gan,
@@ -72,6 +74,7 @@ class TransformStage:
         mask_weight: float = 0.0,
         edit_tv_weight: float = 0.0,
         edit_chroma_weight: float = 0.0,
+        edit_symmetry_weight: float = 0.0,
         identity_features: IdentityFeatures | None = None,
         denoiser: torch.nn.Module | None = None,
     ):
@@ -90,6 +93,7 @@ class TransformStage:
         self.mask_weight = mask_weight
         self.edit_tv_weight = edit_tv_weight
         self.edit_chroma_weight = edit_chroma_weight
+        self.edit_symmetry_weight = edit_symmetry_weight
         self.identity_features = identity_features
         self.denoiser = denoiser
         betas = (0.0, 0.9) if gan == "wgan-gp" else (0.5, 0.999)
@@ -161,6 +165,10 @@ class TransformStage:
             edit_chroma = edit_chroma_change(fake, source)
             loss_t = loss_t + self.edit_chroma_weight * edit_chroma
             losses["edit_chroma"] = edit_chroma.detach()
+        if self.edit_symmetry_weight > 0:
+            edit_symmetry = edit_asymmetry(fake, source)
+            loss_t = loss_t + self.edit_symmetry_weight * edit_symmetry
+            losses["edit_symmetry"] = edit_symmetry.detach()
         self.transform_optimizer.zero_grad(set_to_none=True)
         self.transform_scaler.scale(loss_t).backward()
         average_gradients([self.transform], self.runtime)

@@ -80,16 +80,19 @@ def test_wgan_gp_option_logs_the_penalty(tiny_sets, tmp_path):
 
 def test_mask_option_trains_a_masked_transform_and_logs_its_area(tiny_sets, tmp_path):
     run_dir = tmp_path / "run"
-    train_transform(_settings(tiny_sets, run_dir, fuse_mask=True, mask_weight=0.5, edit_tv_weight=2.0, edit_chroma_weight=3.0, steps=3))
+    train_transform(_settings(tiny_sets, run_dir, fuse_mask=True, mask_weight=0.5, edit_tv_weight=2.0, edit_chroma_weight=3.0, edit_symmetry_weight=4.0, steps=3))
     areas = [line["mask_area"] for line in _metrics(run_dir)]
     assert all(0 < area < 1 for area in areas)
     edit_tv = [line["edit_tv"] for line in _metrics(run_dir)]
     assert edit_tv[0] == 0.0 and edit_tv[-1] > 0  # T starts as the identity, then edits
     edit_chroma = [line["edit_chroma"] for line in _metrics(run_dir)]
     assert edit_chroma[0] == 0.0 and edit_chroma[-1] > 0
+    edit_symmetry = [line["edit_symmetry"] for line in _metrics(run_dir)]
+    assert edit_symmetry[0] == 0.0 and edit_symmetry[-1] > 0
     metadata = read_metadata(run_dir / "transform.safetensors")
     assert metadata["fuse_mask"] is True and metadata["loss_weights"]["mask"] == 0.5
     assert metadata["loss_weights"]["edit_tv"] == 2.0 and metadata["loss_weights"]["edit_chroma"] == 3.0
+    assert metadata["loss_weights"]["edit_symmetry"] == 4.0
     transform, _ = load_network(run_dir / "transform.safetensors")
     _, mask = transform(torch.zeros(1, 3, 64, 64), return_mask=True)
     assert mask.shape == (1, 1, 64, 64)
