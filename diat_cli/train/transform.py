@@ -157,18 +157,16 @@ class TransformStage:
             smooth = smoothness_loss(self.denoiser, fake.float())
             loss_t = loss_t + self.smooth_weight * smooth
             losses["smooth"] = smooth.detach()
-        if self.edit_tv_weight > 0:
-            edit_tv = edit_total_variation(fake, source)
-            loss_t = loss_t + self.edit_tv_weight * edit_tv
-            losses["edit_tv"] = edit_tv.detach()
-        if self.edit_chroma_weight > 0:
-            edit_chroma = edit_chroma_change(fake, source)
-            loss_t = loss_t + self.edit_chroma_weight * edit_chroma
-            losses["edit_chroma"] = edit_chroma.detach()
-        if self.edit_symmetry_weight > 0:
-            edit_symmetry = edit_asymmetry(fake, source)
-            loss_t = loss_t + self.edit_symmetry_weight * edit_symmetry
-            losses["edit_symmetry"] = edit_symmetry.detach()
+        edit_terms = (
+            ("edit_tv", self.edit_tv_weight, edit_total_variation),
+            ("edit_chroma", self.edit_chroma_weight, edit_chroma_change),
+            ("edit_symmetry", self.edit_symmetry_weight, edit_asymmetry),
+        )
+        for name, weight, term in edit_terms:  # optional priors on the edit T(x) - x, off at weight 0
+            if weight > 0:
+                value = term(fake, source)
+                loss_t = loss_t + weight * value
+                losses[name] = value.detach()
         self.transform_optimizer.zero_grad(set_to_none=True)
         self.transform_scaler.scale(loss_t).backward()
         average_gradients([self.transform], self.runtime)
