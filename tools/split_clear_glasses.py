@@ -1,0 +1,94 @@
+"""Split an aligned CelebA folder into faces without glasses and faces with clear (not dark) glasses.
+
+Usage: python tools/split_clear_glasses.py ALIGNED OUT [--labels list_attr_celeba.txt] [--min-ratio 0.5]
+
+CelebA's `Eyeglasses` label includes sunglasses (about a third of the labelled faces in
+celeba-aligned-half), so a discriminator trained on it rewards dark lenses, and every
+`eyeglasses` run drew dark smudges. This measures each labelled face's lens brightness (small
+boxes on the template's eye centres) against its cheeks (a band below the eyes) and copies the
+faces whose ratio is at least --min-ratio into OUT/reference, and the faces without glasses
+into OUT/source, for `diat train-transform --source OUT/source --reference OUT/reference`.
+A sheet of the reference faces sorted by ratio is written to OUT/reference-sheet.png to check
+the threshold by eye. Only photos with one aligned face are used; the crops are copied, the
+input folder is not touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from diat_cli.data import find_celeba_labels, read_celeba_attributes
+from diat_cli.face.align import TEMPLATE_LEFT_EYE, TEMPLATE_RIGHT_EYE
+from diat_cli.manifest import face_records
+
+
+def lens_to_cheek_ratio(crop: Path) -> float:
+    """Mean luminance in boxes on both eye centres over that of a band across the cheeks."""
+    pixels = np.asarray(Image.open(crop).convert("L"), dtype=np.float32)
+    size = pixels.shape[0]
+    eye_distance = (TEMPLATE_RIGHT_EYE[0] - TEMPLATE_LEFT_EYE[0]) * size
+    eye_y = TEMPLATE_LEFT_EYE[1] * size
+    half_w, half_h = 0.2 * eye_distance, 0.15 * eye_distance
+    lenses = [
+        pixels[int(eye_y - half_h) : int(eye_y + half_h) + 1, int(x * size - half_w) : int(x * size + half_w) + 1].mean()
+        for x in (TEMPLATE_LEFT_EYE[0], TEMPLATE_RIGHT_EYE[0])
+    ]
+    centre = size / 2
+    cheeks = pixels[int(eye_y + 0.6 * eye_distance) : int(eye_y + 0.9 * eye_distance), int(centre - 0.9 * eye_distance) : int(centre + 0.9 * eye_distance)]
+    return float(np.mean(lenses) / max(cheeks.mean(), 1.0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("aligned", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--labels", type=Path, default=None)
+    parser.add_argument("--min-ratio", type=float, default=0.5)
+    args = parser.parse_args()
+
+    records = [record for record in face_records(args.aligned) if (record.get("faces_in_photo") or 1) == 1]
+    labels_path = args.labels or find_celeba_labels(records)
+    if labels_path is None:
+        raise SystemExit(f"no list_attr_celeba.txt found for {args.aligned}; give --labels")
+    glasses = read_celeba_attributes(labels_path).column("Eyeglasses")
+    if args.out.exists():
+        raise SystemExit(f"{args.out} exists; choose a new folder")
+
+    source, reference, dark = [], [], 0
+    ratios: list[tuple[float, Path]] = []
+    for record in records:
+        value = glasses.get(Path(record["relative"]).name)
+        crop = args.aligned / record["crop"]
+        if value is None:
+            continue
+        if value != 1:
+            source.append(crop)
+            continue
+        ratio = lens_to_cheek_ratio(crop)
+        ratios.append((ratio, crop))
+        if ratio >= args.min_ratio:
+            reference.append(crop)
+        else:
+            dark += 1
+
+    for side, crops in (("source", source), ("reference", reference)):
+        (args.out / side).mkdir(parents=True)
+        for crop in crops:
+            shutil.copy2(crop, args.out / side / crop.name)
+    ratios.sort()
+    columns, tile = 20, 64
+    sheet = Image.new("RGB", (columns * tile, -(-len(ratios) // columns) * tile))
+    for index, (_, crop) in enumerate(ratios):
+        sheet.paste(Image.open(crop).convert("RGB").resize((tile, tile)), (index % columns * tile, index // columns * tile))
+    sheet.save(args.out / "reference-sheet.png")
+    print(f"{len(source):,} faces without glasses -> {args.out / 'source'}; {len(reference):,} with clear glasses -> "
+          f"{args.out / 'reference'}; {dark:,} with dark lenses (ratio < {args.min_ratio}) left out")
+
+
+if __name__ == "__main__":
+    main()
