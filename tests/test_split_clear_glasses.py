@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from diat_cli.data import split_folders
 from diat_cli.face.align import TEMPLATE_LEFT_EYE, TEMPLATE_RIGHT_EYE
+from diat_cli.manifest import face_records
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "split_clear_glasses.py"
 SIZE = 64
@@ -43,8 +45,11 @@ def test_split_keeps_clear_glasses_and_drops_sunglasses(tmp_path):
     result = subprocess.run([sys.executable, str(TOOL), str(aligned), str(out), "--labels", str(labels)], capture_output=True, text=True)
 
     assert result.returncode == 0, result.stderr
-    assert sorted(path.name for path in (out / "source").iterdir()) == ["000001_0.png", "000004_0.png"]
-    assert sorted(path.name for path in (out / "reference").iterdir()) == ["000002_0.png"]  # 000003 wears sunglasses
+    assert sorted(path.name for path in (out / "source" / "images").iterdir()) == ["000001_0.png", "000004_0.png"]
+    assert sorted(path.name for path in (out / "reference" / "images").iterdir()) == ["000002_0.png"]  # 000003 wears sunglasses
+    split = split_folders(out / "source", out / "reference", validation_fraction=0.0, minimum_images=1)
+    assert [path.name for path in split.train_reference] == ["000002_0.png"]  # the copies are an aligned folder again
+    assert [record["relative"] for record in face_records(out / "source")] == ["images/000001.jpg", "images/000004.jpg"]
     assert "1 with dark lenses" in result.stdout
     assert (out / "reference-sheet.png").is_file()
     assert sorted(path.read_bytes() for path in (aligned / "images").iterdir()) == before

@@ -8,6 +8,9 @@ celeba-aligned-half), so a discriminator trained on it rewards dark lenses, and 
 boxes on the template's eye centres) against its cheeks (a band below the eyes) and copies the
 faces whose ratio is at least --min-ratio into OUT/reference, and the faces without glasses
 into OUT/source, for `diat train-transform --source OUT/source --reference OUT/reference`.
+Both are aligned folders with their own manifest (the input's lines), so photos keep their
+names: the run holds out the same validation photos as a run on ALIGNED, and
+`tools/pick_snapshot.py RUN --data OUT/source` measures on them.
 A sheet of the reference faces sorted by ratio is written to OUT/reference-sheet.png to check
 the threshold by eye. Only photos with one aligned face are used; the crops are copied, the
 input folder is not touched.
@@ -24,7 +27,7 @@ from PIL import Image
 
 from diat_cli.data import find_celeba_labels, read_celeba_attributes
 from diat_cli.face.align import TEMPLATE_LEFT_EYE, TEMPLATE_RIGHT_EYE
-from diat_cli.manifest import face_records
+from diat_cli.manifest import MANIFEST_NAME, encode_record, face_records
 
 
 def lens_to_cheek_ratio(crop: Path) -> float:
@@ -59,34 +62,39 @@ def main() -> None:
     if args.out.exists():
         raise SystemExit(f"{args.out} exists; choose a new folder")
 
-    source, reference, dark = [], [], 0
+    sides: dict[str, list[dict]] = {"source": [], "reference": []}
+    dark = 0
     ratios: list[tuple[float, Path]] = []
     for record in records:
         value = glasses.get(Path(record["relative"]).name)
-        crop = args.aligned / record["crop"]
         if value is None:
             continue
         if value != 1:
-            source.append(crop)
+            sides["source"].append(record)
             continue
-        ratio = lens_to_cheek_ratio(crop)
-        ratios.append((ratio, crop))
+        ratio = lens_to_cheek_ratio(args.aligned / record["crop"])
+        ratios.append((ratio, args.aligned / record["crop"]))
         if ratio >= args.min_ratio:
-            reference.append(crop)
+            sides["reference"].append(record)
         else:
             dark += 1
 
-    for side, crops in (("source", source), ("reference", reference)):
-        (args.out / side).mkdir(parents=True)
-        for crop in crops:
-            shutil.copy2(crop, args.out / side / crop.name)
+    for side, side_records in sides.items():
+        folder = args.out / side
+        lines = []
+        for record in side_records:
+            target = folder / record["crop"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(args.aligned / record["crop"], target)
+            lines.append(encode_record(record))
+        (folder / MANIFEST_NAME).write_text("".join(lines), encoding="utf-8")
     ratios.sort()
     columns, tile = 20, 64
     sheet = Image.new("RGB", (columns * tile, -(-len(ratios) // columns) * tile))
     for index, (_, crop) in enumerate(ratios):
         sheet.paste(Image.open(crop).convert("RGB").resize((tile, tile)), (index % columns * tile, index // columns * tile))
     sheet.save(args.out / "reference-sheet.png")
-    print(f"{len(source):,} faces without glasses -> {args.out / 'source'}; {len(reference):,} with clear glasses -> "
+    print(f"{len(sides['source']):,} faces without glasses -> {args.out / 'source'}; {len(sides['reference']):,} with clear glasses -> "
           f"{args.out / 'reference'}; {dark:,} with dark lenses (ratio < {args.min_ratio}) left out")
 
 
