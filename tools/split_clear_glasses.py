@@ -11,8 +11,8 @@ into OUT/source, for `diat train-transform --source OUT/source --reference OUT/r
 Both are aligned folders with their own manifest (the input's lines), so photos keep their
 names: the run holds out the same validation photos as a run on ALIGNED, and
 `tools/pick_snapshot.py RUN --data OUT/source` measures on them.
-A sheet of the reference faces sorted by ratio is written to OUT/reference-sheet.png to check
-the threshold by eye. Only photos with one aligned face are used; the crops are copied, the
+A sheet of every face with glasses, darkest lenses first, is written to
+OUT/reference-sheet.png to check the threshold by eye. Only photos with one aligned face are used; the crops are copied, the
 input folder is not touched.
 """
 
@@ -79,8 +79,12 @@ def main() -> None:
         else:
             dark += 1
 
+    if not ratios:
+        raise SystemExit(f"no face in {args.aligned} is labelled Eyeglasses")
+
     for side, side_records in sides.items():
         folder = args.out / side
+        folder.mkdir(parents=True)
         lines = []
         for record in side_records:
             target = folder / record["crop"]
