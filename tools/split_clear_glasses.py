@@ -27,12 +27,15 @@ from PIL import Image
 
 from diat_cli.data import find_celeba_labels, read_celeba_attributes
 from diat_cli.face.align import TEMPLATE_LEFT_EYE, TEMPLATE_RIGHT_EYE
+from diat_cli.imageio import read_image, write_image, write_text_atomic
 from diat_cli.manifest import MANIFEST_NAME, encode_record, face_records
 
+SHEET_TILE = 64
 
-def lens_to_cheek_ratio(crop: Path) -> float:
+
+def lens_to_cheek_ratio(rgb: np.ndarray) -> float:
     """Mean luminance in boxes on both eye centres over that of a band across the cheeks."""
-    pixels = np.asarray(Image.open(crop).convert("L"), dtype=np.float32)
+    pixels = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32)
     size = pixels.shape[0]
     eye_distance = (TEMPLATE_RIGHT_EYE[0] - TEMPLATE_LEFT_EYE[0]) * size
     eye_y = TEMPLATE_LEFT_EYE[1] * size
@@ -64,7 +67,7 @@ def main() -> None:
 
     sides: dict[str, list[dict]] = {"source": [], "reference": []}
     dark = 0
-    ratios: list[tuple[float, Path]] = []
+    ratios: list[tuple[float, np.ndarray]] = []  # with a thumbnail for the sheet, so each crop is read once
     for record in records:
         value = glasses.get(Path(record["relative"]).name)
         if value is None:
@@ -72,8 +75,9 @@ def main() -> None:
         if value != 1:
             sides["source"].append(record)
             continue
-        ratio = lens_to_cheek_ratio(args.aligned / record["crop"])
-        ratios.append((ratio, args.aligned / record["crop"]))
+        rgb = read_image(args.aligned / record["crop"])
+        ratio = lens_to_cheek_ratio(rgb)
+        ratios.append((ratio, np.asarray(Image.fromarray(rgb).resize((SHEET_TILE, SHEET_TILE)))))
         if ratio >= args.min_ratio:
             sides["reference"].append(record)
         else:
@@ -91,13 +95,14 @@ def main() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(args.aligned / record["crop"], target)
             lines.append(encode_record(record))
-        (folder / MANIFEST_NAME).write_text("".join(lines), encoding="utf-8")
-    ratios.sort()
-    columns, tile = 20, 64
-    sheet = Image.new("RGB", (columns * tile, -(-len(ratios) // columns) * tile))
-    for index, (_, crop) in enumerate(ratios):
-        sheet.paste(Image.open(crop).convert("RGB").resize((tile, tile)), (index % columns * tile, index // columns * tile))
-    sheet.save(args.out / "reference-sheet.png")
+        write_text_atomic(folder / MANIFEST_NAME, "".join(lines))
+    ratios.sort(key=lambda item: item[0])
+    columns, tile = 20, SHEET_TILE
+    sheet = np.zeros((-(-len(ratios) // columns) * tile, columns * tile, 3), dtype=np.uint8)
+    for index, (_, thumbnail) in enumerate(ratios):
+        top, left = index // columns * tile, index % columns * tile
+        sheet[top : top + tile, left : left + tile] = thumbnail
+    write_image(args.out / "reference-sheet.png", sheet)
     print(f"{len(sides['source']):,} faces without glasses -> {args.out / 'source'}; {len(sides['reference']):,} with clear glasses -> "
           f"{args.out / 'reference'}; {dark:,} with dark lenses (ratio < {args.min_ratio}) left out")
 
