@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from diat_cli.checkpoints import load_network, read_metadata
 from diat_cli.errors import DiatError
+from diat_cli.settings import DEFAULT_COLOUR_BLUR
 
 BUNDLED_FOLDER = Path(__file__).resolve().parent / "weights"
 TRANSFORM_FILE = "transform.safetensors"
@@ -51,14 +52,42 @@ def find_weights(attribute: str | None = None, weights: str | Path | None = None
     return transform, enhance if enhance.is_file() else None
 
 
+# ITU-R BT.601 RGB -> YCbCr (without the offsets, which cancel in a difference).
+_RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def smooth_edit_colour(edited: torch.Tensor, original: torch.Tensor, sigma: float) -> torch.Tensor:
+    """original + the edit with its chroma (Cb, Cr) blurred by `sigma` pixels; brightness untouched.
+
+    A 64 px transform network draws thin edges (glasses frames, lash lines) with the colour
+    channels a pixel apart, which upscaled into a photo show as rainbow fringes. Blurring only the
+    chroma of the change, as JPEG's 4:2:0 does for whole images, averages the fringe back to grey
+    and keeps every light and shadow of the edit; broad colour changes (lips, skin) pass through.
+    Both: N x 3 x H x W, RGB. sigma <= 0 returns `edited` unchanged.
+    """
+    if sigma <= 0:
+        return edited
+    from diat_cli.losses import blur
+
+    to_ycbcr = _RGB_TO_YCBCR.to(edited.device, edited.dtype)
+    edit = torch.einsum("ij,njhw->nihw", to_ycbcr, edited - original)
+    edit = torch.cat([edit[:, :1], blur(edit[:, 1:], sigma)], dim=1)
+    return original + torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_ycbcr), edit)
+
+
 @dataclass
 class Editor:
-    """T, and E when present, at the size they were trained for. Call with crops in [-1, 1]."""
+    """T, and E when present, at the size they were trained for. Call with crops in [-1, 1].
+
+    colour_blur: sigma (pixels of the model's crop) of smooth_edit_colour, applied to the final
+    edit; 0 returns the networks' output as it is.
+    """
 
     transform: torch.nn.Module
     enhance: torch.nn.Module | None
     metadata: dict[str, Any]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    colour_blur: float = DEFAULT_COLOUR_BLUR
 
     @property
     def size(self) -> int:
@@ -78,12 +107,19 @@ class Editor:
         edited = self.transform(images)
         if use_enhance and self.enhance is not None:
             edited = self.enhance(edited)
+        edited = smooth_edit_colour(edited, images, self.colour_blur)
         if size != self.size:
             edited = F.interpolate(edited, size=(size, size), mode="bilinear", align_corners=False)
         return edited.clamp(-1, 1)
 
 
-def load_editor(attribute: str | None = None, weights: str | Path | None = None, device: str | torch.device = "cpu", use_enhance: bool = True) -> Editor:
+def load_editor(
+    attribute: str | None = None,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    use_enhance: bool = True,
+    colour_blur: float = DEFAULT_COLOUR_BLUR,
+) -> Editor:
     """Load T (and E unless use_enhance is False) for an attribute or from --weights."""
     transform_path, enhance_path = find_weights(attribute, weights)
     metadata = read_metadata(transform_path)
@@ -96,4 +132,4 @@ def load_editor(attribute: str | None = None, weights: str | Path | None = None,
     enhance = None
     if use_enhance and enhance_path is not None:
         enhance, _ = load_network(enhance_path, device)
-    return Editor(transform, enhance, metadata, device)
+    return Editor(transform, enhance, metadata, device, colour_blur)

@@ -14,6 +14,13 @@ from diat_cli.errors import ConfigError
 from diat_cli.face.detect import DETECTORS
 
 ALLOWED_SIZES = (64, 128, 256)
+# Sigma (pixels of the model's crop) of the chroma blur on every edit; see editing.smooth_edit_colour.
+DEFAULT_COLOUR_BLUR = 1.2
+
+
+def _check_colour_blur(sigma: float) -> None:
+    if not 0.0 <= sigma <= 8.0:
+        raise ConfigError(f"--colour-blur must be between 0 (off) and 8 pixels, got {sigma}")
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class AlignSettings:
             raise ConfigError(f"--workers must be 1 or more, got {self.workers}")
         if self.skip_existing and self.overwrite:
             raise ConfigError("--skip-existing and --overwrite contradict each other; pick one")
+        _check_colour_blur(self.colour_blur)
 
 
 VARIANTS = ("diat", "a")
@@ -273,6 +281,7 @@ class EvaluateSettings:
     worst: int = 8  # worst cases by identity distance in the report
     batch_size: int = 32
     use_enhance: bool = True
+    colour_blur: float = DEFAULT_COLOUR_BLUR  # sigma, pixels of the model's crop, of the edit's chroma blur (0: off)
     detector: str = "hog"  # for photos
     device: str = "auto"
 
@@ -285,6 +294,7 @@ class EvaluateSettings:
                 raise ConfigError(f"--{name} must be 0 or more, got {getattr(self, name)}")
         if self.detector not in DETECTORS:
             raise ConfigError(f"--detector must be one of {', '.join(DETECTORS)}, got '{self.detector}'")
+        _check_colour_blur(self.colour_blur)
 
     @property
     def resolved_report_dir(self) -> Path:
@@ -315,6 +325,7 @@ class TransferSettings:
     largest_only: bool = False
     colour_match: bool = True  # keep each face's colour statistics (off for colour attributes)
     use_enhance: bool = True  # apply E when the weights have one
+    colour_blur: float = DEFAULT_COLOUR_BLUR  # sigma, pixels of the model's crop, of the edit's chroma blur (0: off)
     save_crops: bool = False  # aligned before/after crops in _crops/
     sheet: bool = False  # original | edited per photo in _sheets/
     skip_unchanged: bool = False  # photos without a usable face are not copied
@@ -357,3 +368,4 @@ class TransferSettings:
             raise ConfigError(f"--device must be one of {', '.join(TRANSFER_DEVICES)}, got '{self.device}'")
         if self.skip_existing and self.overwrite:
             raise ConfigError("--skip-existing and --overwrite contradict each other; pick one")
+        _check_colour_blur(self.colour_blur)

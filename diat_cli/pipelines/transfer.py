@@ -541,7 +541,9 @@ class _Run:
         if threads is not None and device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(threads)
         for plan in self.plans:
-            self.editors[plan.label] = load_editor(plan.attribute, plan.weights, device, use_enhance=plan.enhance is not None)
+            self.editors[plan.label] = load_editor(
+                plan.attribute, plan.weights, device, use_enhance=plan.enhance is not None, colour_blur=self.settings.colour_blur
+            )
             self.masks.setdefault(plan.size, head_mask(plan.size))
 
     def add(self, prepared: _Prepared) -> None:

@@ -1,0 +1,87 @@
+"""The editor's last step: blurring the colour of an edit, never its brightness."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from diat_cli.editing import Editor, smooth_edit_colour
+from diat_cli.errors import ConfigError
+from diat_cli.settings import DEFAULT_COLOUR_BLUR, EvaluateSettings, TransferSettings
+
+RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def _ycbcr(images: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", RGB_TO_YCBCR, images)
+
+
+def _fringe(size: int = 32) -> torch.Tensor:
+    """A one-pixel red/blue stripe pattern on a vertical line: the rainbow edge of a thin frame."""
+    edit = torch.zeros(1, 3, size, size)
+    edit[0, 0, :, size // 2] = 0.4  # red on one column
+    edit[0, 2, :, size // 2 + 1] = 0.4  # blue on the next
+    return edit
+
+
+def test_a_grey_edit_passes_unchanged_at_every_pixel():
+    torch.manual_seed(0)
+    original = torch.rand(2, 3, 32, 32) * 2 - 1
+    grey = torch.randn(2, 1, 32, 32).mul(0.3).expand(2, 3, 32, 32)  # sharp light and shadow, no colour
+    edited = original + grey
+    assert torch.allclose(smooth_edit_colour(edited, original, 1.2), edited, atol=1e-5)
+
+
+def test_a_colour_fringe_fades_and_its_brightness_stays():
+    original = torch.zeros(1, 3, 32, 32)
+    edited = original + _fringe()
+    smoothed = smooth_edit_colour(edited, original, 1.2)
+    before, after = _ycbcr(edited - original), _ycbcr(smoothed - original)
+    assert torch.allclose(after[:, 0], before[:, 0], atol=1e-5)  # luminance of the edit kept exactly
+    assert after[:, 1:].abs().amax() < 0.35 * before[:, 1:].abs().amax()  # peak chroma of the fringe down by two thirds
+
+
+def test_a_broad_colour_change_passes():
+    original = torch.rand(1, 3, 32, 32) * 2 - 1
+    edited = original + torch.tensor([0.2, -0.05, -0.1]).view(1, 3, 1, 1)  # a uniform warm tint
+    assert torch.allclose(smooth_edit_colour(edited, original, 1.2), edited, atol=1e-5)
+
+
+def test_sigma_zero_returns_the_networks_output_as_it_is():
+    original = torch.zeros(1, 3, 16, 16)
+    edited = original + _fringe(16)
+    assert smooth_edit_colour(edited, original, 0.0) is edited
+
+
+class _AddFringe(torch.nn.Module):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images + _fringe(images.shape[-1])
+
+
+def test_the_editor_blurs_by_default_and_not_when_told_not_to():
+    crops = torch.zeros(1, 3, 32, 32)
+    metadata = {"size": 32, "attribute": "eyeglasses"}
+    raw = Editor(_AddFringe(), None, metadata, colour_blur=0.0)(crops)
+    smoothed = Editor(_AddFringe(), None, metadata)(crops)
+    assert torch.allclose(raw, crops + _fringe())
+    assert _ycbcr(smoothed)[:, 1:].abs().amax() < 0.35 * _ycbcr(raw)[:, 1:].abs().amax()
+    assert torch.allclose(_ycbcr(smoothed)[:, 0], _ycbcr(raw)[:, 0], atol=1e-5)
+
+
+def test_the_command_line_defaults_are_the_settings_default():
+    from diat_cli.commands.evaluate import evaluate
+    from diat_cli.commands.transfer import transfer
+
+    for command in (transfer, evaluate):
+        assert inspect.signature(command).parameters["colour_blur"].default.default == DEFAULT_COLOUR_BLUR
+    assert TransferSettings(inputs=("a",), output="b", attributes=("old",)).colour_blur == DEFAULT_COLOUR_BLUR
+
+
+@pytest.mark.parametrize("sigma", [-0.5, 9.0])
+def test_an_out_of_range_blur_is_refused(sigma, tmp_path):
+    with pytest.raises(ConfigError, match="--colour-blur must be between 0"):
+        TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("old",), colour_blur=sigma)
+    with pytest.raises(ConfigError, match="--colour-blur must be between 0"):
+        EvaluateSettings(attribute="old", data=tmp_path, colour_blur=sigma)
