@@ -16,7 +16,6 @@ import torch.nn.functional as F
 
 from diat_cli.checkpoints import load_network, read_metadata
 from diat_cli.errors import DiatError
-from diat_cli.settings import DEFAULT_COLOUR_BLUR
 
 BUNDLED_FOLDER = Path(__file__).resolve().parent / "weights"
 TRANSFORM_FILE = "transform.safetensors"
@@ -87,7 +86,7 @@ class Editor:
     enhance: torch.nn.Module | None
     metadata: dict[str, Any]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    colour_blur: float = DEFAULT_COLOUR_BLUR
+    colour_blur: float = 0.0
 
     @property
     def size(self) -> int:
@@ -118,9 +117,13 @@ def load_editor(
     weights: str | Path | None = None,
     device: str | torch.device = "cpu",
     use_enhance: bool = True,
-    colour_blur: float = DEFAULT_COLOUR_BLUR,
+    colour_blur: float | None = None,
 ) -> Editor:
-    """Load T (and E unless use_enhance is False) for an attribute or from --weights."""
+    """Load T (and E unless use_enhance is False) for an attribute or from --weights.
+
+    colour_blur None: the weights' own `colour_blur` metadata (chosen by measurement when they were
+    bundled), 0 when they have none.
+    """
     transform_path, enhance_path = find_weights(attribute, weights)
     metadata = read_metadata(transform_path)
     if metadata.get("kind", "transform") != "transform":
@@ -132,4 +135,6 @@ def load_editor(
     enhance = None
     if use_enhance and enhance_path is not None:
         enhance, _ = load_network(enhance_path, device)
+    if colour_blur is None:
+        colour_blur = float(metadata.get("colour_blur", 0.0))
     return Editor(transform, enhance, metadata, device, colour_blur)

@@ -14,12 +14,10 @@ from diat_cli.errors import ConfigError
 from diat_cli.face.detect import DETECTORS
 
 ALLOWED_SIZES = (64, 128, 256)
-# Sigma (pixels of the model's crop) of the chroma blur on every edit; see editing.smooth_edit_colour.
-DEFAULT_COLOUR_BLUR = 1.2
 
 
-def _check_colour_blur(sigma: float) -> None:
-    if not 0.0 <= sigma <= 8.0:
+def _check_colour_blur(sigma: float | None) -> None:
+    if sigma is not None and not 0.0 <= sigma <= 8.0:
         raise ConfigError(f"--colour-blur must be between 0 (off) and 8 pixels, got {sigma}")
 
 
@@ -281,7 +279,7 @@ class EvaluateSettings:
     worst: int = 8  # worst cases by identity distance in the report
     batch_size: int = 32
     use_enhance: bool = True
-    colour_blur: float = DEFAULT_COLOUR_BLUR  # sigma, pixels of the model's crop, of the edit's chroma blur (0: off)
+    colour_blur: float | None = None  # sigma (model pixels) of the edit's chroma blur; None: the model's own, 0: off
     detector: str = "hog"  # for photos
     device: str = "auto"
 
@@ -325,7 +323,7 @@ class TransferSettings:
     largest_only: bool = False
     colour_match: bool = True  # keep each face's colour statistics (off for colour attributes)
     use_enhance: bool = True  # apply E when the weights have one
-    colour_blur: float = DEFAULT_COLOUR_BLUR  # sigma, pixels of the model's crop, of the edit's chroma blur (0: off)
+    colour_blur: float | None = None  # sigma (model pixels) of the edit's chroma blur; None: the model's own, 0: off
     save_crops: bool = False  # aligned before/after crops in _crops/
     sheet: bool = False  # original | edited per photo in _sheets/
     skip_unchanged: bool = False  # photos without a usable face are not copied

@@ -37,3 +37,33 @@ def test_bundle_writes_fp16_without_local_paths(tmp_path):
     images = torch.rand(1, 3, 16, 16) * 2 - 1
     assert torch.allclose(bundled(images), network.eval()(images), atol=2e-2)  # fp16 weights, same network
     assert target.stat().st_size < source.stat().st_size
+
+
+def test_a_bundled_colour_blur_becomes_the_editors_default(tmp_path):
+    from diat_cli.editing import load_editor
+
+    network = TransformNetwork(channels=4, residual_blocks=1)
+    source = tmp_path / "transform.safetensors"
+    save_network(source, network, {"channels": 4, "residual_blocks": 1}, {"kind": "transform", "attribute": "eyeglasses", "size": 64})
+    blurred, plain = tmp_path / "blurred.transform.safetensors", tmp_path / "plain.transform.safetensors"
+    _tool().bundle(source, blurred, None, colour_blur=1.2)
+    _tool().bundle(source, plain, None)
+    assert read_metadata(blurred)["colour_blur"] == 1.2 and "colour_blur" not in read_metadata(plain)
+    assert load_editor(weights=blurred).colour_blur == 1.2
+    assert load_editor(weights=blurred, colour_blur=0.0).colour_blur == 0.0  # --colour-blur 0 overrides
+    assert load_editor(weights=plain).colour_blur == 0.0
+
+
+def test_numbers_measured_with_another_blur_are_refused(tmp_path):
+    import json
+
+    import pytest
+
+    from diat_cli.errors import DiatError
+
+    metrics = tmp_path / "metrics.json"
+    report = {"editor": {"colour_blur": 0.0}, "attribute_success": {"edited": 0.6}, "identity": {"rank1": 1.0}, "data": {"folder": "/x/testcrops128", "source_faces": 200}}
+    metrics.write_text(json.dumps(report))
+    with pytest.raises(DiatError, match="measured with --colour-blur 0.0, but bundled with 1.2"):
+        _tool().read_evaluate(metrics, 1.2)
+    assert _tool().read_evaluate(metrics, 0.0)["data"] == {"folder": "testcrops128", "source_faces": 200}

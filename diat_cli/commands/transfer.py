@@ -23,7 +23,7 @@ def transfer(
     sheet: bool = typer.Option(False, "--sheet", help="Also write one comparison image per photo (original | edited) to OUTPUT/_sheets/."),
     colour_match: bool = typer.Option(True, "--colour-match/--no-colour-match", help="Keep each face's colour statistics (turn off for colour attributes: hair colour, pale skin, make-up)."),
     enhance: bool = typer.Option(True, "--enhance/--no-enhance", help="Apply the enhancement network E when the weights have one."),
-    colour_blur: float = typer.Option(1.2, "--colour-blur", help="Blur the colour (not the brightness) of each edit by this many pixels of the model's crop: turns the rainbow fringes a small model leaves on thin edges (glasses frames) grey. 0 turns it off."),
+    colour_blur: Optional[float] = typer.Option(None, "--colour-blur", help="Blur the colour (not the brightness) of each edit by this many pixels of the model's crop: turns the rainbow fringes a small model leaves on thin edges (glasses frames) grey. 0 turns it off. Default: the model's own setting (bundled models carry the one they were measured with), else 0."),
     skip_unchanged: bool = typer.Option(False, "--skip-unchanged", help="Do not copy photos without a usable face to OUTPUT."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Resume: skip photos already in OUTPUT's manifest."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files already in OUTPUT."),

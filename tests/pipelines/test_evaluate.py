@@ -207,12 +207,13 @@ def test_cli_prints_the_table_and_writes_the_report(dataset, tmp_path):
     result = runner.invoke(
         app,
         ["evaluate", "--attr", "no-eyeglasses", "--weights", str(transform.parent), "--classifier", str(classifier), str(dataset),
-         "-o", str(output), "--device", "cpu", "--sample", "2", "--worst", "2"],
+         "-o", str(output), "--device", "cpu", "--sample", "2", "--worst", "2", "--colour-blur", "1.5"],
     )
     assert result.exit_code == 0, result.output
     assert "Rank-1" in result.output and "Attribute success" in result.output and "report.html" in result.output
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["identity"]["rank1"] == 1.0  # a fresh transform network starts as the identity
+    assert metrics["editor"]["colour_blur"] == 1.5  # what bundle_weights checks against the blur it ships
     parser = _Images()
     parser.feed((output / "report.html").read_text())
     assert len(parser.sources) == 8

@@ -269,6 +269,7 @@ def test_bad_arguments_exit_2(model, tmp_path):
         "wrong attribute": (["--attr", "young", "-w", str(model)], "trained for 'old'"),
         "bad batch": (["-w", str(model), "--batch-size", "0"], "--batch-size"),
         "bad device": (["-w", str(model), "--device", "tpu"], "--device"),
+        "bad colour blur": (["-w", str(model), "--colour-blur", "9"], "--colour-blur must be between 0"),
     }
     for name, (options, message) in cases.items():
         result = runner.invoke(app, ["transfer", str(photo), out, *options])
