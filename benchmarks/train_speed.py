@@ -1,10 +1,12 @@
 """Training images/s: a plain fp32 GAN loop vs the trainer as shipped, same networks and losses.
 
-Usage: python benchmarks/train_speed.py [--sizes 64 128] [--steps 12] [--compile] [--data ALIGNED_FOLDER]
-Both run DIAT-A (GAN loss + perceptual identity loss on D's 4th/5th features), batch 16.
-The plain loop: D step then T step, T run twice per step, D's gradients computed during the
+Usage: python benchmarks/train_speed.py [--sizes 64 128] [--steps 12] [--compile] [--data ALIGNED_FOLDER] [--device auto]
+Both run DIAT-A (GAN loss + perceptual identity loss on D's 4th/5th features), batch 16, on the
+same device (auto: CUDA when present).
+The plain loop: fp32, D step then T step, T run twice per step, D's gradients computed during the
 T step, NCHW, images decoded by a DataLoader each step. The trainer: TransformStage (T once per
-step, real+fake in one D pass, D frozen during the T step), channels_last, preloaded batches.
+step, real+fake in one D pass, D frozen during the T step), channels_last, preloaded batches,
+and on CUDA its automatic mixed precision (bf16, or fp16 with a grad scaler).
 Run on an idle machine: another busy process slows 2-thread training 7-10x.
 """
 
@@ -45,20 +47,26 @@ def synthetic(count: int, size: int) -> torch.Tensor:
     return torch.randint(0, 256, (count, 3, size, size), generator=generator, dtype=torch.uint8)
 
 
-def plain_loop(paths, size: int, steps: int, warmup: int) -> tuple[float, dict[str, float]]:
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(paths, size: int, steps: int, warmup: int, device: torch.device) -> tuple[float, dict[str, float]]:
     torch.manual_seed(0)
-    transform, discriminator = TransformNetwork(), AttributeDiscriminator(64, size)
+    transform, discriminator = TransformNetwork().to(device), AttributeDiscriminator(64, size).to(device)
     optimizer_t = torch.optim.Adam(transform.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     if paths is not None:
         loader = torch.utils.data.DataLoader(FaceImages(paths, size), batch_size=BATCH, shuffle=True, drop_last=True)
         batches = iter(loader)
-        next_batch = lambda: next(batches)  # noqa: E731
+        next_batch = lambda: next(batches).to(device)  # noqa: E731
     else:
         images = synthetic(BATCH * 4, size).float() / 127.5 - 1
-        next_batch = lambda: images[torch.randint(0, len(images), (BATCH,))]  # noqa: E731
+        next_batch = lambda: images[torch.randint(0, len(images), (BATCH,))].to(device)  # noqa: E731
     for step in range(warmup + steps):
         if step == warmup:
+            _synchronise(device)
             start = time.perf_counter()
         source, reference = next_batch(), next_batch()
         with torch.no_grad():
@@ -76,13 +84,14 @@ def plain_loop(paths, size: int, steps: int, warmup: int) -> tuple[float, dict[s
         optimizer_t.zero_grad()
         loss_t.backward()
         optimizer_t.step()
+    _synchronise(device)
     seconds = time.perf_counter() - start
     return steps * BATCH / seconds, {"discriminator": float(loss_d), "adversarial": float(loss_t - IDENTITY_WEIGHT * identity)}
 
 
-def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks: bool) -> tuple[float, dict[str, float]]:
+def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks: bool, device: str) -> tuple[float, dict[str, float]]:
     torch.manual_seed(0)
-    runtime = setup_runtime("auto", "auto", channels_last=True)
+    runtime = setup_runtime(device, "auto", channels_last=True)
     pixels = FaceImages(paths, size, preload=True).pixels if paths is not None else synthetic(BATCH * 4, size)
     source_batches, reference_batches = StepBatches(pixels, BATCH, 0), StepBatches(pixels, BATCH, 1)
     transform = runtime.prepare(TransformNetwork())
@@ -93,10 +102,10 @@ def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks:
     stage = TransformStage(transform, discriminator, runtime, {}, variant="a", identity_weight=IDENTITY_WEIGHT)
     for step in range(warmup + steps):
         if step == warmup:
+            _synchronise(runtime.device)
             start = time.perf_counter()
         losses = stage.train_step((source_batches(step), reference_batches(step)), step)
-    if runtime.device.type == "cuda":
-        torch.cuda.synchronize()
+    _synchronise(runtime.device)
     seconds = time.perf_counter() - start
     return steps * BATCH / seconds, {name: float(losses[name]) for name in ("discriminator", "adversarial")}
 
@@ -108,19 +117,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time the trainer with torch.compile (slow first steps)")
     parser.add_argument("--data", type=Path, default=None, help="aligned folder (default: random pixels)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
     args = parser.parse_args()
+    runtime = setup_runtime(args.device, "auto")
     rows = []
     for size in args.sizes:
         paths = face_paths(args.data, 512)
-        plain_rate, plain_losses = plain_loop(paths, size, args.steps, args.warmup)
+        plain_rate, plain_losses = plain_loop(paths, size, args.steps, args.warmup, runtime.device)
         rows.append([f"{size}", "plain fp32 loop", f"{plain_rate:.1f}", "1.00x", f"{plain_losses['discriminator']:.3f} / {plain_losses['adversarial']:.3f}"])
         variants = [False, True] if args.compile else [False]
         for compile_networks in variants:
-            rate, losses = shipped_trainer(paths, size, args.steps, args.warmup + (5 if compile_networks else 0), compile_networks)
-            name = "diat trainer" + (" + torch.compile" if compile_networks else "")
+            rate, losses = shipped_trainer(paths, size, args.steps, args.warmup + (5 if compile_networks else 0), compile_networks, args.device)
+            name = f"diat trainer ({runtime.precision})" + (" + torch.compile" if compile_networks else "")
             rows.append([f"{size}", name, f"{rate:.1f}", f"{rate / plain_rate:.2f}x", f"{losses['discriminator']:.3f} / {losses['adversarial']:.3f}"])
     print_table(
-        f"Training speed, DIAT-A step (T + D), batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up",
+        f"Training speed on {runtime.device.type}, DIAT-A step (T + D), batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up",
         ["px", "loop", "img/s", "speed-up", "last D / adversarial loss"],
         rows,
     )
