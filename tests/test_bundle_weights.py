@@ -66,4 +66,13 @@ def test_numbers_measured_with_another_blur_are_refused(tmp_path):
     metrics.write_text(json.dumps(report))
     with pytest.raises(DiatError, match="measured with --colour-blur 0.0, but bundled with 1.2"):
         _tool().read_evaluate(metrics, 1.2)
-    assert _tool().read_evaluate(metrics, 0.0)["data"] == {"folder": "testcrops128", "source_faces": 200}
+    evaluate = _tool().read_evaluate(metrics, 0.0)
+    assert evaluate["data"] == {"folder": "testcrops128", "source_faces": 200} and evaluate["colour_blur"] == 0.0
+
+
+def test_every_bundled_model_ships_the_blur_its_numbers_were_measured_with():
+    from diat_cli.editing import BUNDLED_FOLDER
+
+    for path in sorted(BUNDLED_FOLDER.glob("*.transform.safetensors")):
+        metadata = read_metadata(path)
+        assert metadata.get("colour_blur", 0.0) == metadata.get("evaluate", {}).get("colour_blur", 0.0), path.name

@@ -47,6 +47,7 @@ def read_evaluate(metrics: Path, colour_blur: float) -> dict:
     evaluate["identity"].pop("network", None)
     evaluate["data"] = {k: v for k, v in numbers["data"].items() if k in ("source_faces", "reference_faces", "held_out_only")}
     evaluate["data"]["folder"] = Path(numbers["data"]["folder"]).name
+    evaluate["colour_blur"] = measured_with
     return evaluate
 
 
