@@ -79,7 +79,9 @@ class Editor:
     """T, and E when present, at the size they were trained for. Call with crops in [-1, 1].
 
     colour_blur: sigma (pixels of the model's crop) of smooth_edit_colour, applied to the final
-    edit; 0 returns the networks' output as it is.
+    edit; 0 returns the networks' output as it is. strength: the change is scaled by it (x +
+    strength * (edit - x)): below 1 a lighter edit, above 1 a stronger one, at some cost in
+    identity; 1 is the networks' own.
     """
 
     transform: torch.nn.Module
@@ -87,6 +89,7 @@ class Editor:
     metadata: dict[str, Any]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     colour_blur: float = 0.0
+    strength: float = 1.0
 
     @property
     def size(self) -> int:
@@ -107,6 +110,8 @@ class Editor:
         if use_enhance and self.enhance is not None:
             edited = self.enhance(edited)
         edited = smooth_edit_colour(edited, images, self.colour_blur)
+        if self.strength != 1.0:
+            edited = images + self.strength * (edited - images)
         if size != self.size:
             edited = F.interpolate(edited, size=(size, size), mode="bilinear", align_corners=False)
         return edited.clamp(-1, 1)
@@ -118,11 +123,12 @@ def load_editor(
     device: str | torch.device = "cpu",
     use_enhance: bool = True,
     colour_blur: float | None = None,
+    strength: float | None = None,
 ) -> Editor:
     """Load T (and E unless use_enhance is False) for an attribute or from --weights.
 
-    colour_blur None: the weights' own `colour_blur` metadata (chosen by measurement when they were
-    bundled), 0 when they have none.
+    colour_blur, strength None: the weights' own `colour_blur` and `strength` metadata (chosen by
+    measurement when they were bundled), else 0 and 1.
     """
     transform_path, enhance_path = find_weights(attribute, weights)
     metadata = read_metadata(transform_path)
@@ -137,4 +143,6 @@ def load_editor(
         enhance, _ = load_network(enhance_path, device)
     if colour_blur is None:
         colour_blur = float(metadata.get("colour_blur", 0.0))
-    return Editor(transform, enhance, metadata, device, colour_blur)
+    if strength is None:
+        strength = float(metadata.get("strength", 1.0))
+    return Editor(transform, enhance, metadata, device, colour_blur, strength)

@@ -21,6 +21,11 @@ def _check_colour_blur(sigma: float | None) -> None:
         raise ConfigError(f"--colour-blur must be between 0 (off) and 8 pixels, got {sigma}")
 
 
+def _check_strength(strength: float | None) -> None:
+    if strength is not None and not 0.0 < strength <= 3.0:
+        raise ConfigError(f"--strength must be above 0 and at most 3 (1: the model's own edit), got {strength}")
+
+
 @dataclass(frozen=True)
 class AlignSettings:
     """`diat align`: photos in, canonical crops plus manifest.jsonl out."""
@@ -52,6 +57,7 @@ class AlignSettings:
         if self.skip_existing and self.overwrite:
             raise ConfigError("--skip-existing and --overwrite contradict each other; pick one")
         _check_colour_blur(self.colour_blur)
+        _check_strength(self.strength)
 
 
 VARIANTS = ("diat", "a")
@@ -280,6 +286,7 @@ class EvaluateSettings:
     batch_size: int = 32
     use_enhance: bool = True
     colour_blur: float | None = None  # sigma (model pixels) of the edit's chroma blur; None: the model's own, 0: off
+    strength: float | None = None  # the change scaled by this; None: the model's own (1 unless bundled otherwise)
     detector: str = "hog"  # for photos
     device: str = "auto"
 
@@ -293,6 +300,7 @@ class EvaluateSettings:
         if self.detector not in DETECTORS:
             raise ConfigError(f"--detector must be one of {', '.join(DETECTORS)}, got '{self.detector}'")
         _check_colour_blur(self.colour_blur)
+        _check_strength(self.strength)
 
     @property
     def resolved_report_dir(self) -> Path:
@@ -324,6 +332,7 @@ class TransferSettings:
     colour_match: bool = True  # keep each face's colour statistics (off for colour attributes)
     use_enhance: bool = True  # apply E when the weights have one
     colour_blur: float | None = None  # sigma (model pixels) of the edit's chroma blur; None: the model's own, 0: off
+    strength: float | None = None  # the change scaled by this; None: the model's own (1 unless bundled otherwise)
     save_crops: bool = False  # aligned before/after crops in _crops/
     sheet: bool = False  # original | edited per photo in _sheets/
     skip_unchanged: bool = False  # photos without a usable face are not copied
@@ -367,3 +376,4 @@ class TransferSettings:
         if self.skip_existing and self.overwrite:
             raise ConfigError("--skip-existing and --overwrite contradict each other; pick one")
         _check_colour_blur(self.colour_blur)
+        _check_strength(self.strength)

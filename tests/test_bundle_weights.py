@@ -39,19 +39,23 @@ def test_bundle_writes_fp16_without_local_paths(tmp_path):
     assert target.stat().st_size < source.stat().st_size
 
 
-def test_a_bundled_colour_blur_becomes_the_editors_default(tmp_path):
+def test_a_bundled_colour_blur_and_strength_become_the_editors_defaults(tmp_path):
     from diat_cli.editing import load_editor
 
     network = TransformNetwork(channels=4, residual_blocks=1)
     source = tmp_path / "transform.safetensors"
     save_network(source, network, {"channels": 4, "residual_blocks": 1}, {"kind": "transform", "attribute": "eyeglasses", "size": 64})
     blurred, plain = tmp_path / "blurred.transform.safetensors", tmp_path / "plain.transform.safetensors"
-    _tool().bundle(source, blurred, None, colour_blur=1.2)
+    _tool().bundle(source, blurred, None, colour_blur=1.2, strength=1.25)
     _tool().bundle(source, plain, None)
-    assert read_metadata(blurred)["colour_blur"] == 1.2 and "colour_blur" not in read_metadata(plain)
-    assert load_editor(weights=blurred).colour_blur == 1.2
-    assert load_editor(weights=blurred, colour_blur=0.0).colour_blur == 0.0  # --colour-blur 0 overrides
-    assert load_editor(weights=plain).colour_blur == 0.0
+    assert read_metadata(blurred)["colour_blur"] == 1.2 and read_metadata(blurred)["strength"] == 1.25
+    assert "colour_blur" not in read_metadata(plain) and "strength" not in read_metadata(plain)
+    editor = load_editor(weights=blurred)
+    assert (editor.colour_blur, editor.strength) == (1.2, 1.25)
+    editor = load_editor(weights=blurred, colour_blur=0.0, strength=1.0)  # the command line overrides
+    assert (editor.colour_blur, editor.strength) == (0.0, 1.0)
+    editor = load_editor(weights=plain)
+    assert (editor.colour_blur, editor.strength) == (0.0, 1.0)
 
 
 def test_numbers_measured_with_another_blur_are_refused(tmp_path):
@@ -66,13 +70,17 @@ def test_numbers_measured_with_another_blur_are_refused(tmp_path):
     metrics.write_text(json.dumps(report))
     with pytest.raises(DiatError, match="measured with --colour-blur 0.0, but bundled with 1.2"):
         _tool().read_evaluate(metrics, 1.2)
+    with pytest.raises(DiatError, match="measured with --strength 1.0, but bundled with 1.5"):  # older reports: strength 1
+        _tool().read_evaluate(metrics, 0.0, 1.5)
     evaluate = _tool().read_evaluate(metrics, 0.0)
-    assert evaluate["data"] == {"folder": "testcrops128", "source_faces": 200} and evaluate["colour_blur"] == 0.0
+    assert evaluate["data"] == {"folder": "testcrops128", "source_faces": 200}
+    assert evaluate["colour_blur"] == 0.0 and evaluate["strength"] == 1.0
 
 
-def test_every_bundled_model_ships_the_blur_its_numbers_were_measured_with():
+def test_every_bundled_model_ships_the_settings_its_numbers_were_measured_with():
     from diat_cli.editing import BUNDLED_FOLDER
 
     for path in sorted(BUNDLED_FOLDER.glob("*.transform.safetensors")):
         metadata = read_metadata(path)
-        assert metadata.get("colour_blur", 0.0) == metadata.get("evaluate", {}).get("colour_blur", 0.0), path.name
+        for name, unset in {"colour_blur": 0.0, "strength": 1.0}.items():
+            assert metadata.get(name, unset) == metadata.get("evaluate", {}).get(name, unset), (path.name, name)

@@ -1,4 +1,4 @@
-"""The editor's last step: blurring the colour of an edit, never its brightness."""
+"""The editor's last steps: blurring the colour of an edit (never its brightness), scaling it."""
 
 from __future__ import annotations
 
@@ -70,13 +70,15 @@ def test_the_editor_blurs_only_when_told_to():
     assert torch.allclose(_ycbcr(smoothed)[:, 0], _ycbcr(raw)[:, 0], atol=1e-5)
 
 
-def test_the_command_line_leaves_the_blur_to_the_model_unless_given():
+def test_the_command_line_leaves_blur_and_strength_to_the_model_unless_given():
     from diat_cli.commands.evaluate import evaluate
     from diat_cli.commands.transfer import transfer
 
     for command in (transfer, evaluate):
-        assert inspect.signature(command).parameters["colour_blur"].default.default is None
-    assert TransferSettings(inputs=("a",), output="b", attributes=("old",)).colour_blur is None
+        for name in ("colour_blur", "strength"):
+            assert inspect.signature(command).parameters[name].default.default is None
+    settings = TransferSettings(inputs=("a",), output="b", attributes=("old",))
+    assert settings.colour_blur is None and settings.strength is None
 
 
 @pytest.mark.parametrize("sigma", [-0.5, 9.0])
@@ -85,3 +87,25 @@ def test_an_out_of_range_blur_is_refused(sigma, tmp_path):
         TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("old",), colour_blur=sigma)
     with pytest.raises(ConfigError, match="--colour-blur must be between 0"):
         EvaluateSettings(attribute="old", data=tmp_path, colour_blur=sigma)
+
+
+class _AddConstant(torch.nn.Module):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images + 0.2
+
+
+def test_strength_scales_the_change_and_one_leaves_it_alone():
+    crops = torch.zeros(1, 3, 16, 16)
+    metadata = {"size": 16, "attribute": "old"}
+    assert torch.allclose(Editor(_AddConstant(), None, metadata)(crops), crops + 0.2)
+    assert torch.allclose(Editor(_AddConstant(), None, metadata, strength=0.5)(crops), crops + 0.1)
+    assert torch.allclose(Editor(_AddConstant(), None, metadata, strength=2.0)(crops), crops + 0.4)
+    assert Editor(_AddConstant(), None, metadata, strength=10.0)(crops).max() == 1.0  # still a valid image
+
+
+@pytest.mark.parametrize("strength", [0.0, -1.0, 3.5])
+def test_an_out_of_range_strength_is_refused(strength, tmp_path):
+    with pytest.raises(ConfigError, match="--strength must be above 0 and at most 3"):
+        TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("old",), strength=strength)
+    with pytest.raises(ConfigError, match="--strength must be above 0 and at most 3"):
+        EvaluateSettings(attribute="old", data=tmp_path, strength=strength)

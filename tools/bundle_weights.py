@@ -1,10 +1,10 @@
 """Copy a trained transform (and its E, if any) into diat_cli/weights/ as fp16, with its evaluate numbers.
 
-Usage: python tools/bundle_weights.py RUN_DIR ATTRIBUTE [--metrics REPORT/metrics.json] [--colour-blur SIGMA]
+Usage: python tools/bundle_weights.py RUN_DIR ATTRIBUTE [--metrics REPORT/metrics.json] [--colour-blur SIGMA] [--strength S]
 Writes diat_cli/weights/<ATTRIBUTE>.transform.safetensors (+ .enhance.safetensors). Local paths
-are left out of the metadata; the evaluate numbers go in under "evaluate". --colour-blur stores
-the chroma blur that transfer and evaluate then apply by default; the metrics must have been
-measured with the same one, so the shipped numbers are what users get.
+are left out of the metadata; the evaluate numbers go in under "evaluate". --colour-blur and
+--strength store what transfer and evaluate then apply by default; the metrics must have been
+measured with the same, so the shipped numbers are what users get.
 """
 
 from __future__ import annotations
@@ -20,34 +20,41 @@ from diat_cli.errors import DiatError
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "diat_cli" / "weights"
 LOCAL_KEYS = ("data_folder", "transform_file", "weights")
+# Editor settings a bundled model can carry, with the value that means "not set".
+EDITOR_DEFAULTS = {"colour_blur": 0.0, "strength": 1.0}
 
 
-def bundle(source: Path, target: Path, evaluate: dict | None, colour_blur: float = 0.0) -> None:
+def bundle(source: Path, target: Path, evaluate: dict | None, colour_blur: float = 0.0, strength: float = 1.0) -> None:
     network, header = load_network(source)
     metadata = {key: value for key, value in header.items() if key not in (*LOCAL_KEYS, "config", "schema", "class", "diat_version")}
     if isinstance(metadata.get("initialised_from"), dict):  # --init: keep which run and step, not where it lay
         metadata["initialised_from"] = {
             key: "/".join(Path(value).parts[-4:]) if isinstance(value, str) else value for key, value in metadata["initialised_from"].items()
         }
-    metadata.pop("colour_blur", None)
     if evaluate is not None:
         metadata["evaluate"] = evaluate
-    if colour_blur > 0:
-        metadata["colour_blur"] = colour_blur
+    for name, value in {"colour_blur": colour_blur, "strength": strength}.items():
+        metadata.pop(name, None)
+        if value != EDITOR_DEFAULTS[name]:
+            metadata[name] = value
     save_network(target, network, header["config"], metadata, dtype=torch.float16)  # save_network writes class, schema, version
 
 
-def read_evaluate(metrics: Path, colour_blur: float) -> dict:
-    """The facts of an evaluate report worth shipping; refuses numbers measured with another blur."""
+def read_evaluate(metrics: Path, colour_blur: float = 0.0, strength: float = 1.0) -> dict:
+    """The facts of an evaluate report worth shipping; refuses numbers measured with other editor settings."""
     numbers = json.loads(metrics.read_text())
-    measured_with = numbers.get("editor", {}).get("colour_blur") or 0.0
-    if measured_with != colour_blur:
-        raise DiatError(f"{metrics}: measured with --colour-blur {measured_with}, but bundled with {colour_blur}; measure again")
+    measured = {}
+    for name, bundled_with in {"colour_blur": colour_blur, "strength": strength}.items():
+        value = numbers.get("editor", {}).get(name)
+        measured[name] = EDITOR_DEFAULTS[name] if value is None else value
+        if measured[name] != bundled_with:
+            option = "--" + name.replace("_", "-")
+            raise DiatError(f"{metrics}: measured with {option} {measured[name]}, but bundled with {bundled_with}; measure again")
     evaluate = {key: numbers[key] for key in ("attribute_success", "identity", "outside_region", "realism") if key in numbers}
     evaluate["identity"].pop("network", None)
     evaluate["data"] = {k: v for k, v in numbers["data"].items() if k in ("source_faces", "reference_faces", "held_out_only")}
     evaluate["data"]["folder"] = Path(numbers["data"]["folder"]).name
-    evaluate["colour_blur"] = measured_with
+    evaluate.update(measured)
     return evaluate
 
 
@@ -57,9 +64,10 @@ def main() -> None:
     parser.add_argument("attribute")
     parser.add_argument("--metrics", type=Path)
     parser.add_argument("--colour-blur", type=float, default=0.0, help="chroma blur (pixels) applied by default; 0: none")
+    parser.add_argument("--strength", type=float, default=1.0, help="edit strength applied by default; 1: the networks' own")
     args = parser.parse_args()
-    evaluate = read_evaluate(args.metrics, args.colour_blur) if args.metrics else None
-    bundle(args.run / "transform.safetensors", WEIGHTS / f"{args.attribute}.transform.safetensors", evaluate, args.colour_blur)
+    evaluate = read_evaluate(args.metrics, args.colour_blur, args.strength) if args.metrics else None
+    bundle(args.run / "transform.safetensors", WEIGHTS / f"{args.attribute}.transform.safetensors", evaluate, args.colour_blur, args.strength)
     if (args.run / "enhance.safetensors").exists():
         bundle(args.run / "enhance.safetensors", WEIGHTS / f"{args.attribute}.enhance.safetensors", None)
     print(f"bundled {args.run} as {args.attribute}")

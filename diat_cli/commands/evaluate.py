@@ -26,6 +26,7 @@ def evaluate(
     worst: int = typer.Option(8, help="Worst cases by identity distance shown in the report."),
     batch_size: int = typer.Option(32, "--batch-size", help="Faces per batch."),
     enhance: bool = typer.Option(True, "--enhance/--no-enhance", help="Apply the enhancement network E when the weights have one."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="Scale each edit by this: below 1 a lighter edit, above 1 a stronger one that keeps less of the person. Default: the model's own setting (bundled models carry the one they were measured with), else 1."),
     colour_blur: Optional[float] = typer.Option(None, "--colour-blur", help="Blur the colour (not the brightness) of each edit by this many pixels of the model's crop: turns the rainbow fringes a small model leaves on thin edges (glasses frames) grey. 0 turns it off. Default: the model's own setting (bundled models carry the one they were measured with), else 0."),
     detector: str = typer.Option("hog", help="Face detector for photos: 'hog' or 'cnn'."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -60,6 +61,7 @@ def evaluate(
         batch_size=batch_size,
         use_enhance=enhance,
         colour_blur=colour_blur,
+        strength=strength,
         detector=detector,
         device=device,
     )

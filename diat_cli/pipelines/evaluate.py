@@ -364,7 +364,9 @@ def evaluate(
         from diat_cli.editing import find_weights, load_editor
 
         transform_path, enhance_path = find_weights(attribute.name, settings.weights)
-        editor = load_editor(attribute.name, settings.weights, device, use_enhance=settings.use_enhance, colour_blur=settings.colour_blur)
+        editor = load_editor(
+            attribute.name, settings.weights, device, use_enhance=settings.use_enhance, colour_blur=settings.colour_blur, strength=settings.strength
+        )
         editor_description = str(transform_path) + (f" + {enhance_path}" if enhance_path and settings.use_enhance else "")
     size = int(editor.size)
     if classifier is None:
@@ -476,7 +478,7 @@ def evaluate(
     metrics = _finite(
         {
             "attribute": attribute.name,
-            "editor": {"weights": editor_description, "size": size, "colour_blur": getattr(editor, "colour_blur", None)},
+            "editor": {"weights": editor_description, "size": size, "colour_blur": getattr(editor, "colour_blur", None), "strength": getattr(editor, "strength", None)},
             "classifier": {
                 "weights": str(getattr(classifier, "path", None) or "given in code"),
                 "decision": decision_text(attribute),

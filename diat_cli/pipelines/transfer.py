@@ -542,7 +542,8 @@ class _Run:
             torch.set_num_threads(threads)
         for plan in self.plans:
             self.editors[plan.label] = load_editor(
-                plan.attribute, plan.weights, device, use_enhance=plan.enhance is not None, colour_blur=self.settings.colour_blur
+                plan.attribute, plan.weights, device, use_enhance=plan.enhance is not None,
+                colour_blur=self.settings.colour_blur, strength=self.settings.strength,
             )
             self.masks.setdefault(plan.size, head_mask(plan.size))
 
