@@ -56,8 +56,6 @@ class AlignSettings:
             raise ConfigError(f"--workers must be 1 or more, got {self.workers}")
         if self.skip_existing and self.overwrite:
             raise ConfigError("--skip-existing and --overwrite contradict each other; pick one")
-        _check_colour_blur(self.colour_blur)
-        _check_strength(self.strength)
 
 
 VARIANTS = ("diat", "a")
