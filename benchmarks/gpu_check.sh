@@ -13,7 +13,9 @@ if [ -d .gpu-kit ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu-site .gpu-kit/*.whl || exit 1
     export PYTHONPATH="/tmp/gpu-site:$PWD/.gpu-kit/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# The `diat` command for the tests that run it; without setuptools' wheel support the package is still importable.
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . > "$out/install.log" 2>&1 \
+    || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name(0))" | tee -a "$out/gpu.txt"
 status=0
