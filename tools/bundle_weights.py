@@ -66,7 +66,10 @@ def main() -> None:
     parser.add_argument("--colour-blur", type=float, default=0.0, help="chroma blur (pixels) applied by default; 0: none")
     parser.add_argument("--strength", type=float, default=1.0, help="edit strength applied by default; 1: the networks' own")
     args = parser.parse_args()
-    evaluate = read_evaluate(args.metrics, args.colour_blur, args.strength) if args.metrics else None
+    try:
+        evaluate = read_evaluate(args.metrics, args.colour_blur, args.strength) if args.metrics else None
+    except DiatError as error:
+        raise SystemExit(f"error: {error}") from None
     bundle(args.run / "transform.safetensors", WEIGHTS / f"{args.attribute}.transform.safetensors", evaluate, args.colour_blur, args.strength)
     if (args.run / "enhance.safetensors").exists():
         bundle(args.run / "enhance.safetensors", WEIGHTS / f"{args.attribute}.enhance.safetensors", None)
