@@ -15,25 +15,15 @@ from diat_cli.checkpoints import load_network, read_metadata
 from diat_cli.nets import TransformNetwork
 from diat_cli.pipelines.train_enhance import train_enhance
 from diat_cli.pipelines.train_transform import train_transform
-from diat_cli.settings import TrainEnhanceSettings, TrainTransformSettings
+from diat_cli.settings import TrainEnhanceSettings
 from diat_cli.train.runtime import setup_runtime
+from test_train_transform import _metrics, _settings as transform_settings  # the same tiny runs, on CUDA
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
 def _settings(tiny_sets, run_dir, **changes):
-    source, reference = tiny_sets
-    values = dict(
-        attribute="no-eyeglasses", source=source, reference=reference, run_dir=run_dir, size=64, steps=6,
-        batch_size=4, transform_channels=8, discriminator_channels=8, checkpoint_every=3, grid_every=3,
-        log_every=1, denoiser_steps=2, device="cuda", seed=5,
-    )
-    values.update(changes)
-    return TrainTransformSettings(**values)
-
-
-def _metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return transform_settings(tiny_sets, run_dir, **{"device": "cuda", **changes})
 
 
 def test_auto_precision_on_cuda_is_mixed():
