@@ -204,7 +204,7 @@ def test_tiny_run_writes_weights_accuracy_and_logs(celeba_folder, utkface_folder
 
 @pytest.mark.slow
 def test_a_visible_attribute_is_learned(celeba_folder, utkface_folder, tmp_path):
-    result = train_classifier(_settings(tmp_path, [celeba_folder], [utkface_folder], steps=120, channels=8, checkpoint_every=1000, log_every=20))
+    result = train_classifier(_settings(tmp_path, [celeba_folder], [utkface_folder], steps=240, channels=8, checkpoint_every=1000, log_every=20))
     held = result.accuracy["held_out"]
     assert held["celeba"]["Eyeglasses"]["accuracy"] >= 0.9
 
