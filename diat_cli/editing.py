@@ -51,10 +51,6 @@ def find_weights(attribute: str | None = None, weights: str | Path | None = None
     return transform, enhance if enhance.is_file() else None
 
 
-# ITU-R BT.601 RGB -> YCbCr (without the offsets, which cancel in a difference).
-_RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-
-
 def smooth_edit_colour(edited: torch.Tensor, original: torch.Tensor, sigma: float) -> torch.Tensor:
     """original + the edit with its chroma (Cb, Cr) blurred by `sigma` pixels; brightness untouched.
 
@@ -66,12 +62,11 @@ def smooth_edit_colour(edited: torch.Tensor, original: torch.Tensor, sigma: floa
     """
     if sigma <= 0:
         return edited
-    from diat_cli.losses import blur
+    from diat_cli.losses import blur, rgb_to_ycbcr, ycbcr_to_rgb
 
-    to_ycbcr = _RGB_TO_YCBCR.to(edited.device, edited.dtype)
-    edit = torch.einsum("ij,njhw->nihw", to_ycbcr, edited - original)
+    edit = rgb_to_ycbcr(edited - original)
     edit = torch.cat([edit[:, :1], blur(edit[:, 1:], sigma)], dim=1)
-    return original + torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_ycbcr), edit)
+    return original + ycbcr_to_rgb(edit)
 
 
 @dataclass

@@ -108,6 +108,21 @@ def edit_total_variation(edited: torch.Tensor, original: torch.Tensor) -> torch.
     return vertical + horizontal
 
 
+# ITU-R BT.601 RGB -> YCbCr without the offsets, which cancel in the differences it is used on.
+RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+YCBCR_TO_RGB = torch.linalg.inv(RGB_TO_YCBCR)
+
+
+def rgb_to_ycbcr(images: torch.Tensor) -> torch.Tensor:
+    """N x 3 x H x W RGB (or an RGB difference) -> Y, Cb, Cr, without offsets."""
+    return torch.einsum("ij,njhw->nihw", RGB_TO_YCBCR.to(images.device, images.dtype), images)
+
+
+def ycbcr_to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """The inverse of rgb_to_ycbcr."""
+    return torch.einsum("ij,njhw->nihw", YCBCR_TO_RGB.to(images.device, images.dtype), images)
+
+
 def edit_chroma_change(edited: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     """Mean absolute change of the chroma (YCbCr's Cb and Cr) of T(x) against x.
 
@@ -116,11 +131,8 @@ def edit_chroma_change(edited: torch.Tensor, original: torch.Tensor) -> torch.Te
     forehead) that total variation does not charge, because they have no edges. Brightness
     changes are free here; a hue change costs at every pixel it covers. Both: N x 3 x H x W, RGB.
     """
-    edit = edited.float() - original.float()
-    red, green, blue = edit[:, 0], edit[:, 1], edit[:, 2]
-    blue_difference = -0.168736 * red - 0.331264 * green + 0.5 * blue  # ITU-R BT.601 Cb, Cr
-    red_difference = 0.5 * red - 0.418688 * green - 0.081312 * blue
-    return blue_difference.abs().mean() + red_difference.abs().mean()
+    edit = rgb_to_ycbcr(edited.float() - original.float())
+    return edit[:, 1].abs().mean() + edit[:, 2].abs().mean()
 
 
 def edit_asymmetry(edited: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
