@@ -8,16 +8,23 @@ T step, NCHW, images decoded by a DataLoader each step. The trainer: TransformSt
 step, real+fake in one D pass, D frozen during the T step), channels_last, preloaded batches,
 and on CUDA its automatic mixed precision (bf16, or fp16 with a grad scaler).
 Run on an idle machine: another busy process slows 2-thread training 7-10x.
+
+The table also gives each loop's floating-point work per step (counted by PyTorch's
+FlopCounterMode on the first warm-up step: convolutions and matrix products, forward and
+backward) and the rate it reached, against a large fp32 matrix product on the same device: the
+speed-up one loop can have over the other is its share of the work times its share of the rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -52,6 +59,23 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _counting(step: int):
+    """Counts the floating-point work of step 0 (a warm-up step); later steps run uncounted."""
+    return FlopCounterMode(display=False) if step == 0 else contextlib.nullcontext()
+
+
+def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an fp32 square matrix product: what this device's cores give dense work."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a @ b
+    _synchronise(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _synchronise(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def plain_loop(paths, size: int, steps: int, warmup: int, device: torch.device) -> tuple[float, dict[str, float]]:
     torch.manual_seed(0)
     transform, discriminator = TransformNetwork().to(device), AttributeDiscriminator(64, size).to(device)
@@ -69,24 +93,28 @@ def plain_loop(paths, size: int, steps: int, warmup: int, device: torch.device) 
             _synchronise(device)
             start = time.perf_counter()
         source, reference = next_batch(), next_batch()
-        with torch.no_grad():
+        with _counting(step) as counter:
+            with torch.no_grad():
+                fake = transform(source)
+            loss_d = discriminator_loss_gan(discriminator(reference), discriminator(fake))
+            optimizer_d.zero_grad()
+            loss_d.backward()
+            optimizer_d.step()
             fake = transform(source)
-        loss_d = discriminator_loss_gan(discriminator(reference), discriminator(fake))
-        optimizer_d.zero_grad()
-        loss_d.backward()
-        optimizer_d.step()
-        fake = transform(source)
-        logits, fake_features = discriminator(fake, return_features=True)
-        with torch.no_grad():
-            _, source_features = discriminator(source, return_features=True)
-        identity = perceptual_loss(fake_features[3:5], source_features[3:5], [1.0, 1.0])
-        loss_t = generator_loss_gan(logits) + IDENTITY_WEIGHT * identity
-        optimizer_t.zero_grad()
-        loss_t.backward()
-        optimizer_t.step()
+            logits, fake_features = discriminator(fake, return_features=True)
+            with torch.no_grad():
+                _, source_features = discriminator(source, return_features=True)
+            identity = perceptual_loss(fake_features[3:5], source_features[3:5], [1.0, 1.0])
+            loss_t = generator_loss_gan(logits) + IDENTITY_WEIGHT * identity
+            optimizer_t.zero_grad()
+            loss_t.backward()
+            optimizer_t.step()
+        if step == 0:
+            flops = counter.get_total_flops()
     _synchronise(device)
     seconds = time.perf_counter() - start
-    return steps * BATCH / seconds, {"discriminator": float(loss_d), "adversarial": float(loss_t - IDENTITY_WEIGHT * identity)}
+    losses = {"discriminator": float(loss_d), "adversarial": float(loss_t - IDENTITY_WEIGHT * identity)}
+    return steps * BATCH / seconds, flops, losses
 
 
 def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks: bool, device: str) -> tuple[float, dict[str, float]]:
@@ -104,10 +132,13 @@ def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks:
         if step == warmup:
             _synchronise(runtime.device)
             start = time.perf_counter()
-        losses = stage.train_step((source_batches(step), reference_batches(step)), step)
+        with _counting(step) as counter:
+            losses = stage.train_step((source_batches(step), reference_batches(step)), step)
+        if step == 0:
+            flops = counter.get_total_flops()
     _synchronise(runtime.device)
     seconds = time.perf_counter() - start
-    return steps * BATCH / seconds, {name: float(losses[name]) for name in ("discriminator", "adversarial")}
+    return steps * BATCH / seconds, flops, {name: float(losses[name]) for name in ("discriminator", "adversarial")}
 
 
 def main() -> None:
@@ -120,22 +151,32 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
     args = parser.parse_args()
     runtime = setup_runtime(args.device, "auto")
+    peak = matmul_rate(runtime.device)
     rows = []
+
+    def row(size: int, name: str, rate: float, flops: int, plain_rate: float, losses: dict[str, float]) -> list[str]:
+        step_gflop = flops / 1e9
+        achieved = step_gflop * rate / BATCH
+        return [
+            f"{size}", name, f"{rate:.1f}", f"{rate / plain_rate:.2f}x", f"{step_gflop:.1f}",
+            f"{achieved:.0f} ({achieved / peak:.0%})", f"{losses['discriminator']:.3f} / {losses['adversarial']:.3f}",
+        ]
+
     for size in args.sizes:
         paths = face_paths(args.data, 512)
-        plain_rate, plain_losses = plain_loop(paths, size, args.steps, args.warmup, runtime.device)
-        rows.append([f"{size}", "plain fp32 loop", f"{plain_rate:.1f}", "1.00x", f"{plain_losses['discriminator']:.3f} / {plain_losses['adversarial']:.3f}"])
+        plain_rate, plain_flops, plain_losses = plain_loop(paths, size, args.steps, args.warmup, runtime.device)
+        rows.append(row(size, "plain fp32 loop", plain_rate, plain_flops, plain_rate, plain_losses))
         variants = [False, True] if args.compile else [False]
         for compile_networks in variants:
-            rate, losses = shipped_trainer(paths, size, args.steps, args.warmup + (5 if compile_networks else 0), compile_networks, args.device)
+            rate, flops, losses = shipped_trainer(paths, size, args.steps, args.warmup + (5 if compile_networks else 0), compile_networks, args.device)
             name = f"diat trainer ({runtime.precision})" + (" + torch.compile" if compile_networks else "")
-            rows.append([f"{size}", name, f"{rate:.1f}", f"{rate / plain_rate:.2f}x", f"{losses['discriminator']:.3f} / {losses['adversarial']:.3f}"])
+            rows.append(row(size, name, rate, flops, plain_rate, losses))
     print_table(
-        f"Training speed on {runtime.device.type}, DIAT-A step (T + D), batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up",
-        ["px", "loop", "img/s", "speed-up", "last D / adversarial loss"],
+        f"Training speed on {runtime.device.type}, DIAT-A step (T + D), batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up; "
+        f"fp32 2048x2048 matrix product: {peak:.0f} GFLOP/s",
+        ["px", "loop", "img/s", "speed-up", "GFLOP/step", "GFLOP/s (of matmul)", "last D / adversarial loss"],
         rows,
     )
-
 
 if __name__ == "__main__":
     main()
