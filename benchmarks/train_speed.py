@@ -1,6 +1,6 @@
 """Training images/s: a plain fp32 GAN loop vs the trainer as shipped, same networks and losses.
 
-Usage: python benchmarks/train_speed.py [--sizes 64 128] [--steps 12] [--compile] [--data ALIGNED_FOLDER] [--device auto]
+Usage: python benchmarks/train_speed.py [--sizes 64 128] [--steps 12] [--repeats 3] [--compile] [--data ALIGNED_FOLDER] [--device auto]
 Both run DIAT-A (GAN loss + perceptual identity loss on D's 4th/5th features), batch 16, on the
 same device (auto: CUDA when present).
 The plain loop: fp32, D step then T step, T run twice per step, D's gradients computed during the
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,9 +60,12 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _counting(step: int):
-    """Counts the floating-point work of step 0 (a warm-up step); later steps run uncounted."""
-    return FlopCounterMode(display=False) if step == 0 else contextlib.nullcontext()
+def _counting(step: int, enabled: bool = True):
+    """Counts the floating-point work of step 0 (a warm-up step); later steps run uncounted.
+
+    Not under torch.compile: the counter's module hooks would be traced into the compiled graph.
+    """
+    return FlopCounterMode(display=False) if step == 0 and enabled else contextlib.nullcontext()
 
 
 def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
@@ -76,7 +80,23 @@ def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 10) -> fl
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def plain_loop(paths, size: int, steps: int, warmup: int, device: torch.device) -> tuple[float, dict[str, float]]:
+class LossMeans:
+    """Mean of each loss over the timed steps: one step's value swings too much to compare loops by."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, discriminator: torch.Tensor, adversarial: torch.Tensor) -> None:
+        for name, value in (("discriminator", discriminator), ("adversarial", adversarial)):
+            self.sums[name] = self.sums.get(name, 0) + value.detach().float()
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: float(total) / self.count for name, total in self.sums.items()}
+
+
+def plain_loop(paths, size: int, steps: int, warmup: int, device: torch.device) -> tuple[float, int, dict[str, float]]:
     torch.manual_seed(0)
     transform, discriminator = TransformNetwork().to(device), AttributeDiscriminator(64, size).to(device)
     optimizer_t = torch.optim.Adam(transform.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -88,6 +108,7 @@ def plain_loop(paths, size: int, steps: int, warmup: int, device: torch.device) 
     else:
         images = synthetic(BATCH * 4, size).float() / 127.5 - 1
         next_batch = lambda: images[torch.randint(0, len(images), (BATCH,))].to(device)  # noqa: E731
+    timed_losses = LossMeans()
     for step in range(warmup + steps):
         if step == warmup:
             _synchronise(device)
@@ -111,13 +132,14 @@ def plain_loop(paths, size: int, steps: int, warmup: int, device: torch.device) 
             optimizer_t.step()
         if step == 0:
             flops = counter.get_total_flops()
+        if step >= warmup:
+            timed_losses.add(loss_d, loss_t - IDENTITY_WEIGHT * identity)
     _synchronise(device)
     seconds = time.perf_counter() - start
-    losses = {"discriminator": float(loss_d), "adversarial": float(loss_t - IDENTITY_WEIGHT * identity)}
-    return steps * BATCH / seconds, flops, losses
+    return steps * BATCH / seconds, flops, timed_losses.means()
 
 
-def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks: bool, device: str) -> tuple[float, dict[str, float]]:
+def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks: bool, device: str) -> tuple[float, int, dict[str, float]]:
     torch.manual_seed(0)
     runtime = setup_runtime(device, "auto", channels_last=True)
     pixels = FaceImages(paths, size, preload=True).pixels if paths is not None else synthetic(BATCH * 4, size)
@@ -128,17 +150,20 @@ def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks:
         transform = torch.compile(transform, dynamic=False)
         discriminator = torch.compile(discriminator, dynamic=False)
     stage = TransformStage(transform, discriminator, runtime, {}, variant="a", identity_weight=IDENTITY_WEIGHT)
+    timed_losses, flops = LossMeans(), 0
     for step in range(warmup + steps):
         if step == warmup:
             _synchronise(runtime.device)
             start = time.perf_counter()
-        with _counting(step) as counter:
+        with _counting(step, enabled=not compile_networks) as counter:
             losses = stage.train_step((source_batches(step), reference_batches(step)), step)
-        if step == 0:
+        if step == 0 and not compile_networks:
             flops = counter.get_total_flops()
+        if step >= warmup:
+            timed_losses.add(losses["discriminator"], losses["adversarial"])
     _synchronise(runtime.device)
     seconds = time.perf_counter() - start
-    return steps * BATCH / seconds, flops, {name: float(losses[name]) for name in ("discriminator", "adversarial")}
+    return steps * BATCH / seconds, flops, timed_losses.means()
 
 
 def main() -> None:
@@ -146,35 +171,42 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="time the loops this many times, in turn; the table gives the median")
     parser.add_argument("--compile", action="store_true", help="also time the trainer with torch.compile (slow first steps)")
     parser.add_argument("--data", type=Path, default=None, help="aligned folder (default: random pixels)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
     args = parser.parse_args()
     runtime = setup_runtime(args.device, "auto")
     peak = matmul_rate(runtime.device)
+    loops = [("plain fp32 loop", None), (f"diat trainer ({runtime.precision})", False)]
+    if args.compile:
+        loops.append((f"diat trainer ({runtime.precision}) + torch.compile", True))
     rows = []
-
-    def row(size: int, name: str, rate: float, flops: int, plain_rate: float, losses: dict[str, float]) -> list[str]:
-        step_gflop = flops / 1e9
-        achieved = step_gflop * rate / BATCH
-        return [
-            f"{size}", name, f"{rate:.1f}", f"{rate / plain_rate:.2f}x", f"{step_gflop:.1f}",
-            f"{achieved:.0f} ({achieved / peak:.0%})", f"{losses['discriminator']:.3f} / {losses['adversarial']:.3f}",
-        ]
-
     for size in args.sizes:
         paths = face_paths(args.data, 512)
-        plain_rate, plain_flops, plain_losses = plain_loop(paths, size, args.steps, args.warmup, runtime.device)
-        rows.append(row(size, "plain fp32 loop", plain_rate, plain_flops, plain_rate, plain_losses))
-        variants = [False, True] if args.compile else [False]
-        for compile_networks in variants:
-            rate, flops, losses = shipped_trainer(paths, size, args.steps, args.warmup + (5 if compile_networks else 0), compile_networks, args.device)
-            name = f"diat trainer ({runtime.precision})" + (" + torch.compile" if compile_networks else "")
-            rows.append(row(size, name, rate, flops, plain_rate, losses))
+        runs: dict[str, list[tuple[float, int, dict[str, float]]]] = {name: [] for name, _ in loops}
+        for _ in range(args.repeats):  # in turn, so a slow spell of the machine hits every loop alike
+            for name, compile_networks in loops:
+                if compile_networks is None:
+                    runs[name].append(plain_loop(paths, size, args.steps, args.warmup, runtime.device))
+                else:
+                    warmup = args.warmup + (5 if compile_networks else 0)
+                    runs[name].append(shipped_trainer(paths, size, args.steps, warmup, compile_networks, args.device))
+        plain_rate = statistics.median(rate for rate, _, _ in runs[loops[0][0]])
+        eager_flops = runs[loops[1][0]][0][1]
+        for name, _ in loops:
+            rates = [rate for rate, _, _ in runs[name]]
+            rate, flops, losses = statistics.median(rates), runs[name][0][1] or eager_flops, runs[name][0][2]
+            step_gflop = flops / 1e9
+            achieved = step_gflop * rate / BATCH
+            rows.append([
+                f"{size}", name, f"{rate:.1f} ({min(rates):.1f}-{max(rates):.1f})", f"{rate / plain_rate:.2f}x", f"{step_gflop:.1f}",
+                f"{achieved:.0f} ({achieved / peak:.0%})", f"{losses['discriminator']:.3f} / {losses['adversarial']:.3f}",
+            ])
     print_table(
-        f"Training speed on {runtime.device.type}, DIAT-A step (T + D), batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up; "
-        f"fp32 2048x2048 matrix product: {peak:.0f} GFLOP/s",
-        ["px", "loop", "img/s", "speed-up", "GFLOP/step", "GFLOP/s (of matmul)", "last D / adversarial loss"],
+        f"Training speed on {runtime.device.type}, DIAT-A step (T + D), batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up, "
+        f"median of {args.repeats} runs taken in turn; fp32 2048x2048 matrix product: {peak:.0f} GFLOP/s",
+        ["px", "loop", "img/s (range)", "speed-up", "GFLOP/step", "GFLOP/s (of matmul)", "mean D / adversarial loss, timed steps"],
         rows,
     )
 
