@@ -60,12 +60,12 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _counting(step: int, enabled: bool = True):
-    """Counts the floating-point work of step 0 (a warm-up step); later steps run uncounted.
+def _counting(active: bool):
+    """A FlopCounterMode for the one warm-up step that is counted; a no-op for the others.
 
-    Not under torch.compile: the counter's module hooks would be traced into the compiled graph.
+    Never under torch.compile: the counter's module hooks would be traced into the compiled graph.
     """
-    return FlopCounterMode(display=False) if step == 0 and enabled else contextlib.nullcontext()
+    return FlopCounterMode(display=False) if active else contextlib.nullcontext()
 
 
 def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
@@ -114,7 +114,8 @@ def plain_loop(paths, size: int, steps: int, warmup: int, device: torch.device) 
             _synchronise(device)
             start = time.perf_counter()
         source, reference = next_batch(), next_batch()
-        with _counting(step) as counter:
+        counted = step == 0
+        with _counting(counted) as counter:
             with torch.no_grad():
                 fake = transform(source)
             loss_d = discriminator_loss_gan(discriminator(reference), discriminator(fake))
@@ -130,7 +131,7 @@ def plain_loop(paths, size: int, steps: int, warmup: int, device: torch.device) 
             optimizer_t.zero_grad()
             loss_t.backward()
             optimizer_t.step()
-        if step == 0:
+        if counted:
             flops = counter.get_total_flops()
         if step >= warmup:
             timed_losses.add(loss_d, loss_t - IDENTITY_WEIGHT * identity)
@@ -155,9 +156,10 @@ def shipped_trainer(paths, size: int, steps: int, warmup: int, compile_networks:
         if step == warmup:
             _synchronise(runtime.device)
             start = time.perf_counter()
-        with _counting(step, enabled=not compile_networks) as counter:
+        counted = step == 0 and not compile_networks
+        with _counting(counted) as counter:
             losses = stage.train_step((source_batches(step), reference_batches(step)), step)
-        if step == 0 and not compile_networks:
+        if counted:
             flops = counter.get_total_flops()
         if step >= warmup:
             timed_losses.add(losses["discriminator"], losses["adversarial"])
@@ -209,6 +211,7 @@ def main() -> None:
         ["px", "loop", "img/s (range)", "speed-up", "GFLOP/step", "GFLOP/s (of matmul)", "mean D / adversarial loss, timed steps"],
         rows,
     )
+
 
 if __name__ == "__main__":
     main()
