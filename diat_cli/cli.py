@@ -93,7 +93,7 @@ def align(
     if summary.skipped_existing:
         parts.append(f"{summary.skipped_existing} already aligned")
     parts.append(f"{len(summary.failures)} files failed")
-    console.print("Aligned: " + ", ".join(parts) + f" -> {settings.output}", highlight=False)
+    console.print("Aligned: " + ", ".join(parts) + f" -> {settings.output}", highlight=False, soft_wrap=True)
     raise typer.Exit(summary.exit_code)
 
 

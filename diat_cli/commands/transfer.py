@@ -95,5 +95,6 @@ def transfer(
         parts.append(f"{summary.skipped_existing} already done")
     parts.append(f"{len(summary.failures)} files failed")
     where = ", ".join(str(path) for path in summary.outputs)
-    console.print(f"Transferred: {', '.join(parts)} in {summary.seconds:.1f} s ({rate:.1f} photos/s) -> {where}", highlight=False)
+    # Timing first and no hard wrap: "0 files failed in 2.1 s" split over two lines read as a failure.
+    console.print(f"Transferred in {summary.seconds:.1f} s ({rate:.1f} photos/s): {', '.join(parts)} -> {where}", highlight=False, soft_wrap=True)
     raise typer.Exit(summary.exit_code)

@@ -134,6 +134,8 @@ def test_a_photo_without_a_face_is_reported_and_copied(wild, model, tmp_path):
     result = runner.invoke(app, ["transfer", str(photos), str(output), "--weights", str(model), "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "note:" in result.output and "landscape.png: no face found; copied unchanged" in result.output
+    summary_line = next(line for line in result.output.splitlines() if line.startswith("Transferred in "))
+    assert "1 photos with no usable face, 0 files failed -> " in summary_line  # one line, not wrapped mid-count
     assert (output / "landscape.png").read_bytes() == (photos / "landscape.png").read_bytes()
     record = next(r for r in read_manifest(output) if r["relative"] == "landscape.png")
     assert record["status"] == "copied" and record["note"] == "no face found" and record["face_index"] is None
