@@ -51,6 +51,10 @@ def find_weights(attribute: str | None = None, weights: str | Path | None = None
     return transform, enhance if enhance.is_file() else None
 
 
+# Editor settings a model's metadata may carry, and the value each takes when it carries none.
+EDITOR_DEFAULTS = {"colour_blur": 0.0, "strength": 1.0}
+
+
 def smooth_edit_colour(edited: torch.Tensor, original: torch.Tensor, sigma: float) -> torch.Tensor:
     """original + the edit with its chroma (Cb, Cr) blurred by `sigma` pixels; brightness untouched.
 
@@ -137,7 +141,7 @@ def load_editor(
     if use_enhance and enhance_path is not None:
         enhance, _ = load_network(enhance_path, device)
     if colour_blur is None:
-        colour_blur = float(metadata.get("colour_blur", 0.0))
+        colour_blur = float(metadata.get("colour_blur", EDITOR_DEFAULTS["colour_blur"]))
     if strength is None:
-        strength = float(metadata.get("strength", 1.0))
+        strength = float(metadata.get("strength", EDITOR_DEFAULTS["strength"]))
     return Editor(transform, enhance, metadata, device, colour_blur, strength)

@@ -16,12 +16,11 @@ from pathlib import Path
 import torch
 
 from diat_cli.checkpoints import load_network, save_network
+from diat_cli.editing import EDITOR_DEFAULTS
 from diat_cli.errors import DiatError
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "diat_cli" / "weights"
 LOCAL_KEYS = ("data_folder", "transform_file", "weights")
-# Editor settings a bundled model can carry, with the value that means "not set".
-EDITOR_DEFAULTS = {"colour_blur": 0.0, "strength": 1.0}
 
 
 def bundle(source: Path, target: Path, evaluate: dict | None, colour_blur: float = 0.0, strength: float = 1.0) -> None:
