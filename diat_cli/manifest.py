@@ -8,7 +8,10 @@ One JSON object per line. A face line has `crop` (path relative to the manifest'
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+from diat_cli.imageio import write_text_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -36,3 +39,18 @@ def face_records(folder: str | Path) -> list[dict]:
 
 def encode_record(record: dict) -> str:
     return json.dumps(record, separators=(",", ":")) + "\n"
+
+
+def copy_faces(records: list[dict], aligned: str | Path, target: str | Path) -> None:
+    """Copy some faces of an aligned folder, with their manifest lines, into a new aligned folder.
+
+    The lines keep the original photos' names, so labels, identities and the validation slice
+    find the copies as they found the originals. `target` must not exist yet.
+    """
+    aligned, target = Path(aligned), Path(target)
+    target.mkdir(parents=True)
+    for record in records:
+        crop = target / record["crop"]
+        crop.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(aligned / record["crop"], crop)
+    write_text_atomic(target / MANIFEST_NAME, "".join(encode_record(record) for record in records))

@@ -19,7 +19,6 @@ input folder is not touched.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,8 @@ from PIL import Image
 
 from diat_cli.data import find_celeba_labels, read_celeba_attributes
 from diat_cli.face.align import TEMPLATE_LEFT_EYE, TEMPLATE_RIGHT_EYE
-from diat_cli.imageio import read_image, write_image, write_text_atomic
-from diat_cli.manifest import MANIFEST_NAME, encode_record, face_records
+from diat_cli.imageio import read_image, write_image
+from diat_cli.manifest import copy_faces, face_records
 
 SHEET_TILE = 64
 
@@ -87,15 +86,7 @@ def main() -> None:
         raise SystemExit(f"no face in {args.aligned} is labelled Eyeglasses")
 
     for side, side_records in sides.items():
-        folder = args.out / side
-        folder.mkdir(parents=True)
-        lines = []
-        for record in side_records:
-            target = folder / record["crop"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(args.aligned / record["crop"], target)
-            lines.append(encode_record(record))
-        write_text_atomic(folder / MANIFEST_NAME, "".join(lines))
+        copy_faces(side_records, args.aligned, args.out / side)
     ratios.sort(key=lambda item: item[0])
     columns, tile = 20, SHEET_TILE
     sheet = np.zeros((-(-len(ratios) // columns) * tile, columns * tile, 3), dtype=np.uint8)

@@ -274,6 +274,20 @@ def _partners(sides: DataSides) -> list[Face]:
     return list(chosen.values())
 
 
+def evaluated_people(settings: EvaluateSettings, size: int) -> set[int]:
+    """The CelebA identities of every face `evaluate` reads with these settings.
+
+    That is the edited faces, the other photos each edit is verified against, and the reference
+    faces of the realism scores: a model measured on DATA must be trained on everyone else
+    (tools/split_held_out_people.py) for its numbers to be about people it never saw.
+    """
+    sides = collect_faces(settings, resolve_attribute(settings.attribute), size, SilentReporter())
+    if not sides.identities:
+        raise DiatError(f"{settings.data}: no identities ({CELEBA_IDENTITIES_NAME}) beside the photos or labels, so people cannot be told apart")
+    faces = sides.source + sides.reference + _partners(sides)
+    return {sides.identities[face.name] for face in faces if face.name in sides.identities}
+
+
 # ---------------------------------------------------------------------------------------- networks
 
 
