@@ -243,15 +243,20 @@ def hold_out(
     return train, validation
 
 
-def find_celeba_labels(records: Sequence[dict]) -> Path | None:
-    """`list_attr_celeba.txt` next to the original photos or one folder above them, if there is one."""
+def find_beside_photos(records: Sequence[dict], file_name: str) -> Path | None:
+    """A file (labels, identities) next to an aligned folder's original photos or one folder above them."""
     for record in records[:1]:
         source = Path(record["source"])
         for folder in (source.parent, source.parent.parent):
-            candidate = folder / CELEBA_ATTRIBUTES_NAME
+            candidate = folder / file_name
             if candidate.is_file():
                 return candidate
     return None
+
+
+def find_celeba_labels(records: Sequence[dict]) -> Path | None:
+    """`list_attr_celeba.txt` next to the original photos or one folder above them, if there is one."""
+    return find_beside_photos(records, CELEBA_ATTRIBUTES_NAME)
 
 
 def _aligned_records(folder: Path, labelled: bool) -> list[dict]:

@@ -17,20 +17,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diat_cli.data import CELEBA_IDENTITIES_NAME, read_celeba_identities
+from diat_cli.data import CELEBA_IDENTITIES_NAME, find_beside_photos, read_celeba_identities
 from diat_cli.errors import DiatError
 from diat_cli.manifest import copy_faces, face_records
 from diat_cli.pipelines.evaluate import evaluated_people
 from diat_cli.settings import EvaluateSettings
-
-
-def identities_beside(records: list[dict]) -> Path | None:
-    """identity_CelebA.txt next to the original photos or one folder above them."""
-    source = Path(records[0]["source"])
-    for folder in (source.parent, source.parent.parent):
-        if (folder / CELEBA_IDENTITIES_NAME).is_file():
-            return folder / CELEBA_IDENTITIES_NAME
-    return None
 
 
 def main() -> None:
@@ -47,7 +38,7 @@ def main() -> None:
     records = face_records(args.aligned)
     if not records:
         raise SystemExit(f"{args.aligned}: no aligned faces (run `diat align` first)")
-    identities_path = args.identities or identities_beside(records)
+    identities_path = args.identities or find_beside_photos(records, CELEBA_IDENTITIES_NAME)
     if identities_path is None:
         raise SystemExit(f"no {CELEBA_IDENTITIES_NAME} found for {args.aligned}; give --identities")
     identities = read_celeba_identities(identities_path)
@@ -60,7 +51,7 @@ def main() -> None:
         except DiatError as error:
             raise SystemExit(str(error)) from None
 
-    kept, unknown = [], 0
+    kept, people, unknown = [], set(), 0
     for record in records:
         if (record.get("faces_in_photo") or 1) != 1:
             continue
@@ -69,8 +60,8 @@ def main() -> None:
             unknown += 1
         elif person not in excluded:
             kept.append(record)
+            people.add(person)
     copy_faces(kept, args.aligned, args.out)
-    people = {identities[Path(record["relative"]).name] for record in kept}
     print(
         f"{len(kept):,} faces of {len(people):,} people -> {args.out}; {len(excluded):,} people left out "
         f"(read by the evaluation of {', '.join(args.attr)} at --limit {args.limit}); {unknown:,} faces without an identity"
