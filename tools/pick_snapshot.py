@@ -53,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("--data", type=Path, help="the aligned folder the run trained on (default: from its config.json)")
+    parser.add_argument("--labels", type=Path, help="CelebA labels of --data (default: found beside its photos)")
     parser.add_argument("--limit", type=int, default=300)
     args = parser.parse_args()
 
@@ -61,7 +62,9 @@ def main() -> None:
     if data is None:
         raise SystemExit(f"{args.run}: its training data folder was not found; give --data")
     attribute = resolve_attribute(config["attribute"])
-    settings = EvaluateSettings(attribute=attribute.name, data=data, limit=args.limit, held_out=True, labels=config.get("labels"))
+    settings = EvaluateSettings(attribute=attribute.name, data=data, limit=args.limit, held_out=True,
+                                # the run's own labels belong to its own data folder, not to another --data
+                                labels=args.labels if args.data else config.get("labels"))
     sides = collect_faces(settings, attribute, int(config["size"]), SilentReporter())
     pixels = _stack(sides.source, int(config["size"]))
     landmarks = np.stack([face.landmarks_at(int(config["size"])) for face in sides.source])
