@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4's GPU check: one command on a lent GPU machine, about 3-4 minutes on one H200.
+# Issue 4's GPU check: one command on a lent GPU machine; 218 s on one H100 (2026-12-05).
 #   here:  bash benchmarks/make_gpu_kit.sh
 #   there: bash benchmarks/gpu_check.sh      (device tool: carry [".gpu-kit"], timeout_s 420)
 # Runs the default test suite with CUDA present (tests/train/test_gpu.py trains T and E on the GPU
