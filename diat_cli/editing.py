@@ -100,11 +100,16 @@ class Editor:
 
     @torch.no_grad()
     def __call__(self, crops: torch.Tensor, use_enhance: bool = True) -> torch.Tensor:
-        """crops: N x 3 x S x S in [-1, 1] (any S); returns the edits at the same size."""
+        """crops: N x 3 x S x S in [-1, 1] (any S); returns the edits at the same size.
+
+        At another size than the networks', only the change is resized and added to the crops,
+        as `transfer` pastes it, so a larger crop keeps its own detail where nothing was edited.
+        """
         size = crops.shape[-1]
-        images = crops.to(self.device, torch.float32)
+        originals = crops.to(self.device, torch.float32)
+        images = originals
         if size != self.size:
-            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            images = F.interpolate(originals, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         edited = self.transform(images)
         if use_enhance and self.enhance is not None:
             edited = self.enhance(edited)
@@ -112,7 +117,8 @@ class Editor:
         if self.strength != 1.0:
             edited = images + self.strength * (edited - images)
         if size != self.size:
-            edited = F.interpolate(edited, size=(size, size), mode="bilinear", align_corners=False)
+            change = F.interpolate(edited - images, size=(size, size), mode="bilinear", align_corners=False)
+            edited = originals + change
         return edited.clamp(-1, 1)
 
 

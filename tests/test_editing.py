@@ -109,3 +109,11 @@ def test_an_out_of_range_strength_is_refused(strength, tmp_path):
         TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("old",), strength=strength)
     with pytest.raises(ConfigError, match="--strength must be above 0 and at most 3"):
         EvaluateSettings(attribute="old", data=tmp_path, strength=strength)
+
+
+def test_a_larger_crop_keeps_its_detail_where_nothing_is_edited():
+    crops = torch.rand(2, 3, 64, 64) * 2 - 1  # pixel-level detail a 16 px network cannot hold
+    metadata = {"size": 16, "attribute": "old"}
+    torch.testing.assert_close(Editor(torch.nn.Identity(), None, metadata)(crops), crops)
+    edited = Editor(_AddConstant(), None, metadata, strength=0.5)(crops)
+    torch.testing.assert_close(edited, (crops + 0.1).clamp(-1, 1))  # the change itself arrives resized
