@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import shutil
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
+
+from diat_cli.data import find_beside_photos
+from diat_cli.manifest import MANIFEST_NAME, face_records
+from diat_cli.train.loop import saved_networks
 
 LABEL_FILES = ("list_attr_celeba.txt", "identity_CelebA.txt")
 
@@ -35,15 +38,13 @@ def pack(pack_dir: Path, folders: list[Path], quality: int) -> None:
     crops: dict[str, Path] = {}
     for folder in folders:
         (pack_dir / folder.name).mkdir()
-        lines = (folder / "manifest.jsonl").read_text().splitlines()
-        (pack_dir / folder.name / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-        for line in lines:
-            record = json.loads(line)
-            crops[Path(record["crop"]).stem] = folder / record["crop"]
-            for name in LABEL_FILES:
-                for parent in Path(record["source"]).parents[:2]:
-                    if (parent / name).is_file() and not (pack_dir / name).exists():
-                        shutil.copyfile(parent / name, pack_dir / name)
+        shutil.copyfile(folder / MANIFEST_NAME, pack_dir / folder.name / MANIFEST_NAME)
+        records = face_records(folder)
+        crops.update((Path(record["crop"]).stem, folder / record["crop"]) for record in records)
+        for name in LABEL_FILES:
+            labels = find_beside_photos(records, name)
+            if labels is not None and not (pack_dir / name).exists():
+                shutil.copyfile(labels, pack_dir / name)
 
     def encode(item: tuple[str, Path]) -> None:
         stem, path = item
@@ -57,12 +58,12 @@ def pack(pack_dir: Path, folders: list[Path], quality: int) -> None:
 
 def unpack(pack_dir: Path, dest: Path) -> None:
     jobs = []
-    for manifest in sorted(pack_dir.glob("*/manifest.jsonl")):
+    for manifest in sorted(pack_dir.glob(f"*/{MANIFEST_NAME}")):
         folder = dest / manifest.parent.name
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(manifest, folder / "manifest.jsonl")
-        for line in manifest.read_text().splitlines():
-            crop = json.loads(line)["crop"]
+        shutil.copyfile(manifest, folder / MANIFEST_NAME)
+        for record in face_records(manifest.parent):
+            crop = record["crop"]
             (folder / crop).parent.mkdir(parents=True, exist_ok=True)
             jobs.append((pack_dir / "faces" / f"{Path(crop).stem}.jpg", folder / crop))
     for name in LABEL_FILES:
@@ -91,11 +92,7 @@ def _fp16_bytes(path: Path) -> bytes:
 def results(runs: Path, out: Path, keep: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for run in sorted(p for p in runs.iterdir() if (p / "config.json").is_file()):
-        saved = {}
-        for folder in ("snapshots", "checkpoints"):
-            for step_dir in (run / folder).glob("step-*"):
-                if (step_dir / "transform.safetensors").is_file():
-                    saved[step_dir.name] = step_dir / "transform.safetensors"
+        kept = saved_networks(run)[-keep:]
         grids = sorted((run / "grids").glob("*.png"))
         with tarfile.open(out / f"{run.name}.tar", "w") as tar:
             for name in ("config.json", "metrics.jsonl", "denoiser.safetensors"):
@@ -103,12 +100,12 @@ def results(runs: Path, out: Path, keep: int) -> None:
                     tar.add(run / name, f"{run.name}/{name}")
             if grids:
                 tar.add(grids[-1], f"{run.name}/grids/{grids[-1].name}")
-            for step in sorted(saved)[-keep:]:
-                data = _fp16_bytes(saved[step])
-                info = tarfile.TarInfo(f"{run.name}/snapshots/{step}/transform.safetensors")
+            for step, weights in kept:
+                data = _fp16_bytes(weights)
+                info = tarfile.TarInfo(f"{run.name}/snapshots/step-{step:07d}/transform.safetensors")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-        print(f"{run.name}: {len(saved)} saved steps, kept {sorted(saved)[-keep:]}")
+        print(f"{run.name}: kept steps {[step for step, _ in kept]}")
 
 
 def main() -> None:

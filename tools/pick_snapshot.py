@@ -37,16 +37,7 @@ from diat_cli.pipelines.evaluate import (
 from diat_cli.pipelines.train_enhance import resolve_recorded_path
 from diat_cli.progress import SilentReporter
 from diat_cli.settings import EvaluateSettings
-
-
-def saved_transforms(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, file) for every transform the run kept: snapshots, checkpoints, final weights."""
-    found = {}
-    for folder in ("snapshots", "checkpoints"):
-        for step_dir in sorted((run_dir / folder).glob("step-*")):
-            if (step_dir / "transform.safetensors").is_file():
-                found[int(step_dir.name.split("-")[1])] = step_dir / "transform.safetensors"
-    return sorted(found.items())
+from diat_cli.train.loop import saved_networks
 
 
 def main() -> None:
@@ -77,7 +68,7 @@ def main() -> None:
     for column in ("step", "attribute success", "identity distance (mean)", "score (success - distance)"):
         table.add_column(column, justify="right")
     rows = []
-    for step, weights in saved_transforms(args.run):
+    for step, weights in saved_networks(args.run):
         editor = load_editor(attribute.name, weights, device, use_enhance=False)
         edited = torch.cat([_bytes(editor(_unit(pixels[i : i + 64]))) for i in range(0, len(pixels), 64)])
         success = attribute_success(attribute_probability(classifier(_unit(edited)), attribute))

@@ -81,6 +81,16 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
     return (folder, int(info["step"])) if folder.is_dir() else None
 
 
+def saved_networks(run_dir: Path, name: str = "transform") -> list[tuple[int, Path]]:
+    """(step, file) of every saved `name` network of a run, snapshots and checkpoints, by step."""
+    found = {}
+    for folder in (SNAPSHOT_FOLDER, CHECKPOINT_FOLDER):
+        for step_dir in sorted((run_dir / folder).glob("step-*")):
+            if (step_dir / f"{name}.safetensors").is_file():
+                found[int(step_dir.name.split("-")[1])] = step_dir / f"{name}.safetensors"
+    return sorted(found.items())
+
+
 def save_checkpoint(run_dir: Path, stage: TrainingStage, step: int, extra_state: dict[str, Any], metadata: dict[str, Any] | None = None) -> Path:
     """Write every network plus optimiser/RNG state into a new folder, then point latest.json at it.
 
