@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from diat_cli.checkpoints import load_network, read_metadata
 from diat_cli.errors import DiatError
+from diat_cli.face.masks import region_mask
 
 BUNDLED_FOLDER = Path(__file__).resolve().parent / "weights"
 TRANSFORM_FILE = "transform.safetensors"
@@ -52,7 +53,7 @@ def find_weights(attribute: str | None = None, weights: str | Path | None = None
 
 
 # Editor settings a model's metadata may carry, and the value each takes when it carries none.
-EDITOR_DEFAULTS = {"colour_blur": 0.0, "strength": 1.0}
+EDITOR_DEFAULTS = {"colour_blur": 0.0, "strength": 1.0, "confine": False}
 
 
 def smooth_edit_colour(edited: torch.Tensor, original: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -80,7 +81,8 @@ class Editor:
     colour_blur: sigma (pixels of the model's crop) of smooth_edit_colour, applied to the final
     edit; 0 returns the networks' output as it is. strength: the change is scaled by it (x +
     strength * (edit - x)): below 1 a lighter edit, above 1 a stronger one, at some cost in
-    identity; 1 is the networks' own.
+    identity; 1 is the networks' own. confine_to: a region ("eyes", "mouth") whose wide
+    neighbourhood the change is kept inside (face/masks.NEIGHBOURHOOD_BOXES), None for none.
     """
 
     transform: torch.nn.Module
@@ -89,6 +91,7 @@ class Editor:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     colour_blur: float = 0.0
     strength: float = 1.0
+    confine_to: str | None = None
 
     @property
     def size(self) -> int:
@@ -116,6 +119,9 @@ class Editor:
         edited = smooth_edit_colour(edited, images, self.colour_blur)
         if self.strength != 1.0:
             edited = images + self.strength * (edited - images)
+        if self.confine_to is not None:
+            keep = region_mask(self.confine_to, self.size, neighbourhood=True).to(self.device)
+            edited = images + keep * (edited - images)
         if size != self.size:
             change = F.interpolate(edited - images, size=(size, size), mode="bilinear", align_corners=False)
             edited = originals + change
@@ -129,11 +135,13 @@ def load_editor(
     use_enhance: bool = True,
     colour_blur: float | None = None,
     strength: float | None = None,
+    confine: bool | None = None,
 ) -> Editor:
     """Load T (and E unless use_enhance is False) for an attribute or from --weights.
 
-    colour_blur, strength None: the weights' own `colour_blur` and `strength` metadata (chosen by
-    measurement when they were bundled), else 0 and 1.
+    colour_blur, strength, confine None: the weights' own `colour_blur`, `strength` and `confine`
+    metadata (chosen by measurement when they were bundled), else 0, 1 and False. confine: keep
+    the edit near the attribute's region; only for local attributes (eyes, mouth).
     """
     transform_path, enhance_path = find_weights(attribute, weights)
     metadata = read_metadata(transform_path)
@@ -150,4 +158,24 @@ def load_editor(
         colour_blur = float(metadata.get("colour_blur", EDITOR_DEFAULTS["colour_blur"]))
     if strength is None:
         strength = float(metadata.get("strength", EDITOR_DEFAULTS["strength"]))
-    return Editor(transform, enhance, metadata, device, colour_blur, strength)
+    if confine is None:
+        confine = bool(metadata.get("confine", EDITOR_DEFAULTS["confine"]))
+    confine_to = None
+    if confine:
+        region = _attribute_region(metadata.get("attribute") or attribute)
+        if region is None:
+            raise DiatError(f"--confine keeps an edit near its region of the face, and '{metadata.get('attribute') or attribute}' changes the whole face")
+        confine_to = region
+    return Editor(transform, enhance, metadata, device, colour_blur, strength, confine_to)
+
+
+def _attribute_region(name: str | None) -> str | None:
+    """The face region ("eyes", "mouth") of a local attribute; None for global or unknown ones."""
+    from diat_cli.attributes import resolve_attribute
+
+    if name is None:
+        return None
+    try:
+        return resolve_attribute(name).region
+    except DiatError:
+        return None

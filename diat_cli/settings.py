@@ -26,6 +26,17 @@ def _check_strength(strength: float | None) -> None:
         raise ConfigError(f"--strength must be above 0 and at most 3 (1: the model's own edit), got {strength}")
 
 
+def _check_confine(confine: bool | None, attributes: tuple[str, ...]) -> None:
+    """--confine keeps an edit near its region: refuse it up front for attributes that have none."""
+    from diat_cli.attributes import resolve_attribute
+
+    if not confine:
+        return
+    whole_face = [name for name in attributes if resolve_attribute(name).region is None]
+    if whole_face:
+        raise ConfigError(f"--confine keeps an edit near its region of the face (eyes, mouth), and {', '.join(whole_face)} changes the whole face")
+
+
 @dataclass(frozen=True)
 class AlignSettings:
     """`diat align`: photos in, canonical crops plus manifest.jsonl out."""
@@ -285,6 +296,7 @@ class EvaluateSettings:
     use_enhance: bool = True
     colour_blur: float | None = None  # sigma (model pixels) of the edit's chroma blur; None: the model's own, 0: off
     strength: float | None = None  # the change scaled by this; None: the model's own (1 unless bundled otherwise)
+    confine: bool | None = None  # keep the edit near a local attribute's region; None: the model's own (off unless bundled on)
     detector: str = "hog"  # for photos
     device: str = "auto"
 
@@ -299,6 +311,7 @@ class EvaluateSettings:
             raise ConfigError(f"--detector must be one of {', '.join(DETECTORS)}, got '{self.detector}'")
         _check_colour_blur(self.colour_blur)
         _check_strength(self.strength)
+        _check_confine(self.confine, (self.attribute,))
 
     @property
     def resolved_report_dir(self) -> Path:
@@ -331,6 +344,7 @@ class TransferSettings:
     use_enhance: bool = True  # apply E when the weights have one
     colour_blur: float | None = None  # sigma (model pixels) of the edit's chroma blur; None: the model's own, 0: off
     strength: float | None = None  # the change scaled by this; None: the model's own (1 unless bundled otherwise)
+    confine: bool | None = None  # keep the edit near a local attribute's region; None: the model's own (off unless bundled on)
     save_crops: bool = False  # aligned before/after crops in _crops/
     sheet: bool = False  # original | edited per photo in _sheets/
     skip_unchanged: bool = False  # photos without a usable face are not copied
@@ -375,3 +389,4 @@ class TransferSettings:
             raise ConfigError("--skip-existing and --overwrite contradict each other; pick one")
         _check_colour_blur(self.colour_blur)
         _check_strength(self.strength)
+        _check_confine(self.confine, self.attributes)

@@ -58,6 +58,24 @@ def test_a_bundled_colour_blur_and_strength_become_the_editors_defaults(tmp_path
     assert (editor.colour_blur, editor.strength) == (0.0, 1.0)
 
 
+def test_a_bundled_confine_becomes_the_editors_default_for_local_attributes_only(tmp_path):
+    import pytest
+
+    from diat_cli.editing import load_editor
+    from diat_cli.errors import DiatError
+
+    network = TransformNetwork(channels=4, residual_blocks=1)
+    for attribute in ("eyeglasses", "old"):
+        source = tmp_path / f"{attribute}.safetensors"
+        save_network(source, network, {"channels": 4, "residual_blocks": 1}, {"kind": "transform", "attribute": attribute, "size": 64})
+        _tool().bundle(source, tmp_path / f"{attribute}.transform.safetensors", None, confine=True)
+    assert read_metadata(tmp_path / "eyeglasses.transform.safetensors")["confine"] is True
+    assert load_editor(weights=tmp_path / "eyeglasses.transform.safetensors").confine_to == "eyes"
+    assert load_editor(weights=tmp_path / "eyeglasses.transform.safetensors", confine=False).confine_to is None
+    with pytest.raises(DiatError, match="'old' changes the whole face"):
+        load_editor(weights=tmp_path / "old.transform.safetensors")
+
+
 def test_numbers_measured_with_another_blur_are_refused(tmp_path):
     import json
 
@@ -72,6 +90,8 @@ def test_numbers_measured_with_another_blur_are_refused(tmp_path):
         _tool().read_evaluate(metrics, 1.2)
     with pytest.raises(DiatError, match="measured with --strength 1.0, but bundled with 1.5"):  # older reports: strength 1
         _tool().read_evaluate(metrics, 0.0, 1.5)
+    with pytest.raises(DiatError, match="measured with --confine False, but bundled with True"):
+        _tool().read_evaluate(metrics, 0.0, 1.0, True)
     evaluate = _tool().read_evaluate(metrics, 0.0)
     assert evaluate["data"] == {"folder": "testcrops128", "source_faces": 200}
     assert evaluate["colour_blur"] == 0.0 and evaluate["strength"] == 1.0
@@ -82,5 +102,5 @@ def test_every_bundled_model_ships_the_settings_its_numbers_were_measured_with()
 
     for path in sorted(BUNDLED_FOLDER.glob("*.transform.safetensors")):
         metadata = read_metadata(path)
-        for name, unset in {"colour_blur": 0.0, "strength": 1.0}.items():
+        for name, unset in {"colour_blur": 0.0, "strength": 1.0, "confine": False}.items():
             assert metadata.get(name, unset) == metadata.get("evaluate", {}).get(name, unset), (path.name, name)

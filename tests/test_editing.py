@@ -117,3 +117,35 @@ def test_a_larger_crop_keeps_its_detail_where_nothing_is_edited():
     torch.testing.assert_close(Editor(torch.nn.Identity(), None, metadata)(crops), crops)
     edited = Editor(_AddConstant(), None, metadata, strength=0.5)(crops)
     torch.testing.assert_close(edited, (crops + 0.1).clamp(-1, 1))  # the change itself arrives resized
+
+
+def test_confining_keeps_the_change_near_the_region_and_drops_it_far_away():
+    from diat_cli.face.masks import region_box
+
+    size = 64
+    crops = torch.zeros(1, 3, size, size)
+    metadata = {"size": size, "attribute": "no-eyeglasses"}
+    free = Editor(_AddConstant(), None, metadata)(crops) - crops
+    confined = Editor(_AddConstant(), None, metadata, confine_to="eyes")(crops) - crops
+    assert torch.allclose(free, torch.full_like(free, 0.2))
+    left, top, right, bottom = region_box("eyes", neighbourhood=True)
+    eye_row, eye_column = int(0.51 * size), size // 2
+    assert confined[0, :, eye_row, eye_column].allclose(torch.full((3,), 0.2), atol=1e-3)  # the eyes keep the edit
+    assert confined[0, :, : int(top * size) - 6].abs().max() < 1e-3  # the top of the head loses it
+    assert confined[0, :, int(bottom * size) + 6 :].abs().max() < 1e-3  # and the chin
+    # The neighbourhood holds the tight region box with room to spare.
+    tight = region_box("eyes")
+    assert left < tight[0] and top < tight[1] and right > tight[2] and bottom > tight[3]
+
+
+def test_confine_follows_the_model_unless_given_and_is_refused_for_whole_face_attributes(tmp_path):
+    from diat_cli.commands.evaluate import evaluate
+    from diat_cli.commands.transfer import transfer
+
+    for command in (transfer, evaluate):
+        assert inspect.signature(command).parameters["confine"].default.default is None
+    assert TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("no-eyeglasses",), confine=True).confine
+    with pytest.raises(ConfigError, match="--confine keeps an edit near its region.*old changes the whole face"):
+        TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("no-eyeglasses", "old"), confine=True)
+    with pytest.raises(ConfigError, match="old changes the whole face"):
+        EvaluateSettings(attribute="old", data=tmp_path, confine=True)

@@ -1,9 +1,9 @@
 """Copy a trained transform (and its E, if any) into diat_cli/weights/ as fp16, with its evaluate numbers.
 
-Usage: python tools/bundle_weights.py RUN_DIR ATTRIBUTE [--metrics REPORT/metrics.json] [--colour-blur SIGMA] [--strength S]
+Usage: python tools/bundle_weights.py RUN_DIR ATTRIBUTE [--metrics REPORT/metrics.json] [--colour-blur SIGMA] [--strength S] [--confine]
 Writes diat_cli/weights/<ATTRIBUTE>.transform.safetensors (+ .enhance.safetensors). Local paths
-are left out of the metadata; the evaluate numbers go in under "evaluate". --colour-blur and
---strength store what transfer and evaluate then apply by default; the metrics must have been
+are left out of the metadata; the evaluate numbers go in under "evaluate". --colour-blur,
+--strength and --confine store what transfer and evaluate then apply by default; the metrics must have been
 measured with the same, so the shipped numbers are what users get.
 """
 
@@ -23,7 +23,7 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "diat_cli" / "weights"
 LOCAL_KEYS = ("data_folder", "transform_file", "weights")
 
 
-def bundle(source: Path, target: Path, evaluate: dict | None, colour_blur: float = 0.0, strength: float = 1.0) -> None:
+def bundle(source: Path, target: Path, evaluate: dict | None, colour_blur: float = 0.0, strength: float = 1.0, confine: bool = False) -> None:
     network, header = load_network(source)
     metadata = {key: value for key, value in header.items() if key not in (*LOCAL_KEYS, "config", "schema", "class", "diat_version")}
     if isinstance(metadata.get("initialised_from"), dict):  # --init: keep which run and step, not where it lay
@@ -32,18 +32,18 @@ def bundle(source: Path, target: Path, evaluate: dict | None, colour_blur: float
         }
     if evaluate is not None:
         metadata["evaluate"] = evaluate
-    for name, value in {"colour_blur": colour_blur, "strength": strength}.items():
+    for name, value in {"colour_blur": colour_blur, "strength": strength, "confine": confine}.items():
         metadata.pop(name, None)
         if value != EDITOR_DEFAULTS[name]:
             metadata[name] = value
     save_network(target, network, header["config"], metadata, dtype=torch.float16)  # save_network writes class, schema, version
 
 
-def read_evaluate(metrics: Path, colour_blur: float = 0.0, strength: float = 1.0) -> dict:
+def read_evaluate(metrics: Path, colour_blur: float = 0.0, strength: float = 1.0, confine: bool = False) -> dict:
     """The facts of an evaluate report worth shipping; refuses numbers measured with other editor settings."""
     numbers = json.loads(metrics.read_text())
     measured = {}
-    for name, bundled_with in {"colour_blur": colour_blur, "strength": strength}.items():
+    for name, bundled_with in {"colour_blur": colour_blur, "strength": strength, "confine": confine}.items():
         value = numbers.get("editor", {}).get(name)
         measured[name] = EDITOR_DEFAULTS[name] if value is None else value
         if measured[name] != bundled_with:
@@ -64,12 +64,13 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path)
     parser.add_argument("--colour-blur", type=float, default=0.0, help="chroma blur (pixels) applied by default; 0: none")
     parser.add_argument("--strength", type=float, default=1.0, help="edit strength applied by default; 1: the networks' own")
+    parser.add_argument("--confine", action="store_true", help="keep edits near the attribute's region by default (local attributes)")
     args = parser.parse_args()
     try:
-        evaluate = read_evaluate(args.metrics, args.colour_blur, args.strength) if args.metrics else None
+        evaluate = read_evaluate(args.metrics, args.colour_blur, args.strength, args.confine) if args.metrics else None
     except DiatError as error:
         raise SystemExit(f"error: {error}") from None
-    bundle(args.run / "transform.safetensors", WEIGHTS / f"{args.attribute}.transform.safetensors", evaluate, args.colour_blur, args.strength)
+    bundle(args.run / "transform.safetensors", WEIGHTS / f"{args.attribute}.transform.safetensors", evaluate, args.colour_blur, args.strength, args.confine)
     if (args.run / "enhance.safetensors").exists():
         bundle(args.run / "enhance.safetensors", WEIGHTS / f"{args.attribute}.enhance.safetensors", None)
     print(f"bundled {args.run} as {args.attribute}")

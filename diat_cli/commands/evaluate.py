@@ -28,6 +28,7 @@ def evaluate(
     enhance: bool = typer.Option(True, "--enhance/--no-enhance", help="Apply the enhancement network E when the weights have one."),
     strength: Optional[float] = typer.Option(None, "--strength", help="Scale each edit by this: below 1 a lighter edit, above 1 a stronger one that keeps less of the person. Default: the model's own setting (bundled models carry the one they were measured with), else 1."),
     colour_blur: Optional[float] = typer.Option(None, "--colour-blur", help="Blur the colour (not the brightness) of each edit by this many pixels of the model's crop: turns the rainbow fringes a small model leaves on thin edges (glasses frames) grey. 0 turns it off. Default: the model's own setting (bundled models carry the one they were measured with), else 0."),
+    confine: Optional[bool] = typer.Option(None, "--confine/--no-confine", help="Keep each edit near its region (eyes, mouth) of the face, dropping stray changes elsewhere; local attributes only. Default: the model's own setting (bundled models carry the one they were measured with), else off."),
     detector: str = typer.Option("hog", help="Face detector for photos: 'hog' or 'cnn'."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
@@ -61,6 +62,7 @@ def evaluate(
         batch_size=batch_size,
         use_enhance=enhance,
         colour_blur=colour_blur,
+        confine=confine,
         strength=strength,
         detector=detector,
         device=device,
