@@ -1,6 +1,6 @@
 """Measure every saved transform of a training run on its own held-out validation faces.
 
-Usage: python tools/pick_snapshot.py RUN_DIR [--data ALIGNED] [--limit 300]
+Usage: python tools/pick_snapshot.py RUN_DIR [--data ALIGNED] [--limit 300] [--all-faces] [--confine]
 
 GAN training oscillates, so the last step is not always the best. This edits the source-side
 faces of the run's held-out validation slice (never trained on; the evaluation set stays
@@ -9,6 +9,10 @@ untouched) with each snapshot, checkpoint and the final weights, and prints attr
 bundled models were chosen by (highest success minus distance: an edit that works and keeps
 the person), so a model can be chosen without looking at the test faces. Copy the chosen file into a folder with the run's config.json to
 train E behind it and evaluate it.
+
+--all-faces: every source-side face of --data, for a folder no run trained on (celeba-wild
+aligned by `diat align`) that widens a small held-out slice. --confine: edit as `--confine`
+does, for models that ship confined.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="the aligned folder the run trained on (default: from its config.json)")
     parser.add_argument("--labels", type=Path, help="CelebA labels of --data (default: found beside its photos)")
     parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--all-faces", action="store_true", help="every source-side face of --data, not only its held-out slice")
+    parser.add_argument("--confine", action="store_true", help="keep each edit near the attribute's region, as --confine does")
     args = parser.parse_args()
 
     config = json.loads((args.run / "config.json").read_text())
@@ -53,7 +59,9 @@ def main() -> None:
     if data is None:
         raise SystemExit(f"{args.run}: its training data folder was not found; give --data")
     attribute = resolve_attribute(config["attribute"])
-    settings = EvaluateSettings(attribute=attribute.name, data=data, limit=args.limit, held_out=True,
+    if args.all_faces and not args.data:
+        raise SystemExit("--all-faces is for a --data folder the run never trained on")
+    settings = EvaluateSettings(attribute=attribute.name, data=data, limit=args.limit, held_out=not args.all_faces,
                                 # the run's own labels belong to its own data folder, not to another --data
                                 labels=args.labels if args.data else config.get("labels"))
     sides = collect_faces(settings, attribute, int(config["size"]), SilentReporter())
@@ -64,12 +72,13 @@ def main() -> None:
     source_descriptors, _ = identity_outputs(identity, pixels, landmarks, device, 32)
     floor = attribute_success(attribute_probability(classifier(_unit(pixels)), attribute))
 
-    table = Table(title=f"{args.run}: {len(pixels)} held-out validation faces, success floor {floor:.1%}")
+    which = f"faces of {data}" if args.all_faces else "held-out validation faces"
+    table = Table(title=f"{args.run}: {len(pixels)} {which}, success floor {floor:.1%}" + (", confined" if args.confine else ""))
     for column in ("step", "attribute success", "identity distance (mean)", "score (success - distance)"):
         table.add_column(column, justify="right")
     rows = []
     for step, weights in saved_networks(args.run):
-        editor = load_editor(attribute.name, weights, device, use_enhance=False)
+        editor = load_editor(attribute.name, weights, device, use_enhance=False, confine=args.confine)
         edited = torch.cat([_bytes(editor(_unit(pixels[i : i + 64]))) for i in range(0, len(pixels), 64)])
         success = attribute_success(attribute_probability(classifier(_unit(edited)), attribute))
         edited_descriptors, _ = identity_outputs(identity, edited, landmarks, device, 32)
