@@ -164,7 +164,8 @@ def load_editor(
     if confine:
         region = _attribute_region(metadata.get("attribute") or attribute)
         if region is None:
-            raise DiatError(f"--confine keeps an edit near its region of the face, and '{metadata.get('attribute') or attribute}' changes the whole face")
+            name = metadata.get("attribute") or attribute
+            raise DiatError(f"--confine keeps an edit near its region of the face (eyes or mouth), and '{name}' has none: it changes the whole face or is not a known attribute")
         confine_to = region
     return Editor(transform, enhance, metadata, device, colour_blur, strength, confine_to)
 

@@ -72,7 +72,7 @@ def test_a_bundled_confine_becomes_the_editors_default_for_local_attributes_only
     assert read_metadata(tmp_path / "eyeglasses.transform.safetensors")["confine"] is True
     assert load_editor(weights=tmp_path / "eyeglasses.transform.safetensors").confine_to == "eyes"
     assert load_editor(weights=tmp_path / "eyeglasses.transform.safetensors", confine=False).confine_to is None
-    with pytest.raises(DiatError, match="'old' changes the whole face"):
+    with pytest.raises(DiatError, match="'old' has none: it changes the whole face"):
         load_editor(weights=tmp_path / "old.transform.safetensors")
 
 
