@@ -336,6 +336,16 @@ def resolve_attribute(name: str) -> Attribute:
     raise ConfigError(f"unknown attribute '{name}'{hint} (`diat attributes` lists them all)")
 
 
+def face_region(name: str | None) -> str | None:
+    """The region ("eyes", "mouth") an attribute edits; None for whole-face or unknown (custom) ones."""
+    if name is None:
+        return None
+    try:
+        return resolve_attribute(name).region
+    except ConfigError:
+        return None
+
+
 class AttributeRow(NamedTuple):
     """One line of `diat attributes`: how the attribute picks its two training sets."""
 

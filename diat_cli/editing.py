@@ -8,12 +8,14 @@ weights file; without it, the weights bundled in the package for the attribute.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from diat_cli.attributes import face_region
 from diat_cli.checkpoints import load_network, read_metadata
 from diat_cli.errors import DiatError
 from diat_cli.face.masks import region_mask
@@ -97,6 +99,11 @@ class Editor:
     def size(self) -> int:
         return int(self.metadata["size"])
 
+    @cached_property
+    def _confine_mask(self) -> torch.Tensor:
+        """Made once per editor, not per batch."""
+        return region_mask(self.confine_to, self.size, neighbourhood=True).to(self.device)
+
     @property
     def attribute(self) -> str:
         return str(self.metadata.get("attribute", "?"))
@@ -120,8 +127,7 @@ class Editor:
         if self.strength != 1.0:
             edited = images + self.strength * (edited - images)
         if self.confine_to is not None:
-            keep = region_mask(self.confine_to, self.size, neighbourhood=True).to(self.device)
-            edited = images + keep * (edited - images)
+            edited = images + self._confine_mask * (edited - images)
         if size != self.size:
             change = F.interpolate(edited - images, size=(size, size), mode="bilinear", align_corners=False)
             edited = originals + change
@@ -162,21 +168,10 @@ def load_editor(
         confine = bool(metadata.get("confine", EDITOR_DEFAULTS["confine"]))
     confine_to = None
     if confine:
-        region = _attribute_region(metadata.get("attribute") or attribute)
+        region = face_region(metadata.get("attribute") or attribute)
         if region is None:
             name = metadata.get("attribute") or attribute
             raise DiatError(f"--confine keeps an edit near its region of the face (eyes or mouth), and '{name}' has none: it changes the whole face or is not a known attribute")
         confine_to = region
     return Editor(transform, enhance, metadata, device, colour_blur, strength, confine_to)
 
-
-def _attribute_region(name: str | None) -> str | None:
-    """The face region ("eyes", "mouth") of a local attribute; None for global or unknown ones."""
-    from diat_cli.attributes import resolve_attribute
-
-    if name is None:
-        return None
-    try:
-        return resolve_attribute(name).region
-    except DiatError:
-        return None
