@@ -99,6 +99,7 @@ class TrainTransformSettings:
     edit_tv_weight: float = 0.0  # total variation of the edit T(x) - x: against coloured specks
     edit_chroma_weight: float = 0.0  # change of chroma T(x) vs x: against smooth colour blotches
     edit_symmetry_weight: float = 0.0  # left-right asymmetry of the edit: against a lens over one eye
+    identity_embedding_weight: float = 0.0  # squared descriptor distance T(x) to x (variant diat): what verification thresholds
     transform_channels: int = 32
     discriminator_channels: int = 64
     denoiser_steps: int = 300
@@ -136,9 +137,11 @@ class TrainTransformSettings:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ConfigError(f"--lr must be positive, got {self.learning_rate}")
-        for name in ("adversarial_weight", "identity_weight", "smooth_weight", "gradient_penalty_weight", "mask_weight", "edit_tv_weight", "edit_chroma_weight", "edit_symmetry_weight", "denoiser_steps"):
+        for name in ("adversarial_weight", "identity_weight", "smooth_weight", "gradient_penalty_weight", "mask_weight", "edit_tv_weight", "edit_chroma_weight", "edit_symmetry_weight", "identity_embedding_weight", "denoiser_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
+        if self.identity_embedding_weight > 0 and self.variant != "diat":
+            raise ConfigError("--identity-embedding-weight needs --variant diat: it uses the face-recognition network, which variant a does not load")
         if not 0 < self.validation_fraction < 0.5:
             raise ConfigError(f"validation fraction must be between 0 and 0.5, got {self.validation_fraction}")
         if self.resume and self.overwrite:

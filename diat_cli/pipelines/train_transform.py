@@ -152,6 +152,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
         edit_tv_weight=settings.edit_tv_weight,
         edit_chroma_weight=settings.edit_chroma_weight,
         edit_symmetry_weight=settings.edit_symmetry_weight,
+        identity_embedding_weight=settings.identity_embedding_weight,
         identity_features=identity_features,
         denoiser=denoiser,
     )
@@ -172,6 +173,7 @@ def train_transform(settings: TrainTransformSettings, reporter: Reporter | None 
             "edit_tv": settings.edit_tv_weight,
             "edit_chroma": settings.edit_chroma_weight,
             "edit_symmetry": settings.edit_symmetry_weight,
+            "identity_embedding": settings.identity_embedding_weight,
         },
         "fuse_mask": settings.fuse_mask,
         "spectral_norm": settings.spectral_norm,

@@ -5,7 +5,9 @@ Objective (METHOD.md): adversarial + identity_weight * perceptual identity loss
 when T fuses its output with its input through a mask, as the journal version does; + edit_tv_weight
 * total variation of the edit T(x) - x, an option against coloured specks; + edit_chroma_weight
 * the edit's change of chroma, an option against smooth colour blotches; + edit_symmetry_weight
-* the edit's left-right asymmetry, an option against a lens over one eye). Variant "diat" measures identity
+* the edit's left-right asymmetry, an option against a lens over one eye; + identity_embedding_weight
+* the squared distance between the face-recognition descriptors of T(x) and x, variant "diat" only,
+an option that holds the very quantity verification thresholds). Variant "diat" measures identity
 on the face-recognition network's stage features; variant "a" (DIAT-A) on D's 4th and 5th
 feature maps, so the identity network adapts as D trains.
 """
@@ -50,9 +52,13 @@ class IdentityFeatures:
         self._chips = face_chips
 
     def __call__(self, crops: torch.Tensor) -> list[torch.Tensor]:
+        return self.with_descriptors(crops)[1]
+
+    def with_descriptors(self, crops: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(N x 128 descriptors, the stage features): one pass gives both."""
         chips = self._chips(crops.float())
-        _, features = self.network(chips, return_features=True)
-        return [features[i] for i in self.layers]
+        descriptors, features = self.network(chips, return_features=True)
+        return descriptors, [features[i] for i in self.layers]
 
 
 class TransformStage:
@@ -75,11 +81,14 @@ class TransformStage:
         edit_tv_weight: float = 0.0,
         edit_chroma_weight: float = 0.0,
         edit_symmetry_weight: float = 0.0,
+        identity_embedding_weight: float = 0.0,
         identity_features: IdentityFeatures | None = None,
         denoiser: torch.nn.Module | None = None,
     ):
         if variant == "diat" and identity_features is None:
             raise ValueError("variant 'diat' needs the identity network's features")
+        if identity_embedding_weight > 0 and variant != "diat":
+            raise ValueError("the identity embedding term needs variant 'diat' (the face-recognition network)")
         self.transform = transform
         self.discriminator = discriminator
         self.runtime = runtime
@@ -94,6 +103,7 @@ class TransformStage:
         self.edit_tv_weight = edit_tv_weight
         self.edit_chroma_weight = edit_chroma_weight
         self.edit_symmetry_weight = edit_symmetry_weight
+        self.identity_embedding_weight = identity_embedding_weight
         self.identity_features = identity_features
         self.denoiser = denoiser
         betas = (0.0, 0.9) if gan == "wgan-gp" else (0.5, 0.999)
@@ -147,8 +157,12 @@ class TransformStage:
             fake, mask = self.transform(source, return_mask=True)
             fake_logits, fake_features = self.discriminator(fake, return_features=True)
             adversarial = generator_loss_wgan(fake_logits.float()) if self.gan == "wgan-gp" else generator_loss_gan(fake_logits.float())
-            identity = self._identity_loss(source, fake, fake_features)
+            identity, embedding = self._identity_loss(source, fake, fake_features)
         loss_t = self.adversarial_weight * adversarial + self.identity_weight * identity
+        if embedding is not None:
+            if self.identity_embedding_weight > 0:
+                loss_t = loss_t + self.identity_embedding_weight * embedding
+            losses["identity_embedding"] = embedding.detach()
         if mask is not None:
             area = mask.float().mean()  # the journal version's penalty: edit as little of the face as the attribute needs
             loss_t = loss_t + self.mask_weight * area
@@ -197,8 +211,13 @@ class TransformStage:
         losses["discriminator"] = loss_d.detach()
         return losses
 
-    def _identity_loss(self, source: torch.Tensor, fake: torch.Tensor, fake_features: list[torch.Tensor]) -> torch.Tensor:
-        """Perceptual identity loss between T(x) and x: on D's features (DIAT-A) or the face-recognition network's (DIAT)."""
+    def _identity_loss(self, source: torch.Tensor, fake: torch.Tensor, fake_features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Perceptual identity loss between T(x) and x: on D's features (DIAT-A) or the face-recognition network's (DIAT).
+
+        Second: the mean squared descriptor distance between T(x) and x (variant diat, logged
+        whatever its weight: it is what verification thresholds), else None.
+        """
+        embedding = None
         if self.variant == "a":
             with torch.no_grad():
                 _, source_features = self.discriminator(source, return_features=True)
@@ -207,6 +226,9 @@ class TransformStage:
             source_layers = [source_features[i].float() for i in layers]
         else:
             with torch.no_grad():
-                source_layers = [f.float() for f in self.identity_features(source)]
-            fake_layers = [f.float() for f in self.identity_features(fake)]
-        return perceptual_loss(fake_layers, source_layers, [1.0] * len(fake_layers))
+                source_descriptors, source_layers = self.identity_features.with_descriptors(source)
+                source_layers = [f.float() for f in source_layers]
+            fake_descriptors, fake_layers = self.identity_features.with_descriptors(fake)
+            fake_layers = [f.float() for f in fake_layers]
+            embedding = (fake_descriptors.float() - source_descriptors.float()).pow(2).sum(dim=1).mean()
+        return perceptual_loss(fake_layers, source_layers, [1.0] * len(fake_layers)), embedding

@@ -228,3 +228,22 @@ def test_init_refuses_missing_or_mismatched_weights(tiny_sets, tmp_path):
         train_transform(_settings(tiny_sets, tmp_path / "b", init=first, transform_channels=16))
     with pytest.raises(ConfigError, match="only one of them"):
         _settings(tiny_sets, first, init=first, resume=True)
+
+
+def test_identity_embedding_term_keeps_the_descriptors_closer(tiny_sets, tmp_path):
+    """Same seed, same adversarial pull: the run that also charges the descriptor distance ends closer to x."""
+    distances = {}
+    for weight in (0.0, 200.0):
+        run_dir = tmp_path / f"run-{weight}"
+        train_transform(_settings(tiny_sets, run_dir, variant="diat", steps=8, identity_weight=0.0, smooth_weight=0.0,
+                                  identity_embedding_weight=weight, learning_rate=2e-3))
+        lines = _metrics(run_dir)
+        assert all(math.isfinite(line["identity_embedding"]) and line["identity_embedding"] >= 0 for line in lines)
+        distances[weight] = sum(line["identity_embedding"] for line in lines[2:])  # T starts as the identity: steps 1-2 tie
+        assert read_metadata(run_dir / "transform.safetensors")["loss_weights"]["identity_embedding"] == weight
+    assert distances[200.0] < 0.6 * distances[0.0]
+
+
+def test_identity_embedding_term_refuses_variant_a(tiny_sets, tmp_path):
+    with pytest.raises(ConfigError, match="--identity-embedding-weight needs --variant diat"):
+        _settings(tiny_sets, tmp_path / "run", variant="a", identity_embedding_weight=1.0)
