@@ -168,10 +168,8 @@ def load_editor(
         confine = bool(metadata.get("confine", EDITOR_DEFAULTS["confine"]))
     confine_to = None
     if confine:
-        region = face_region(metadata.get("attribute") or attribute)
-        if region is None:
-            name = metadata.get("attribute") or attribute
+        name = metadata.get("attribute") or attribute
+        confine_to = face_region(name)
+        if confine_to is None:
             raise DiatError(f"--confine keeps an edit near its region of the face (eyes or mouth), and '{name}' has none: it changes the whole face or is not a known attribute")
-        confine_to = region
     return Editor(transform, enhance, metadata, device, colour_blur, strength, confine_to)
-
