@@ -84,7 +84,7 @@ def test_numbers_measured_with_another_blur_are_refused(tmp_path):
     from diat_cli.errors import DiatError
 
     metrics = tmp_path / "metrics.json"
-    report = {"editor": {"colour_blur": 0.0}, "attribute_success": {"edited": 0.6}, "identity": {"rank1": 1.0}, "data": {"folder": "/x/testcrops128", "source_faces": 200}}
+    report = {"editor": {"colour_blur": 0.0, "enhance": True}, "attribute_success": {"edited": 0.6}, "identity": {"rank1": 1.0}, "data": {"folder": "/x/testcrops128", "source_faces": 200}}
     metrics.write_text(json.dumps(report))
     with pytest.raises(DiatError, match="measured with --colour-blur 0.0, but bundled with 1.2"):
         _tool().read_evaluate(metrics, 1.2)
@@ -97,6 +97,26 @@ def test_numbers_measured_with_another_blur_are_refused(tmp_path):
     assert evaluate["colour_blur"] == 0.0 and evaluate["strength"] == 1.0
 
 
+def test_numbers_measured_with_or_without_e_ship_only_the_same_way(tmp_path):
+    import json
+
+    import pytest
+
+    from diat_cli.errors import DiatError
+
+    metrics = tmp_path / "metrics.json"
+    base = {"attribute_success": {"edited": 0.6}, "identity": {"rank1": 1.0}, "data": {"folder": "/x/testcrops128", "source_faces": 200}}
+    metrics.write_text(json.dumps({**base, "editor": {"enhance": False}}))
+    with pytest.raises(DiatError, match="measured without E, but bundled with it"):
+        _tool().read_evaluate(metrics)
+    assert _tool().read_evaluate(metrics, enhance=False)["enhance"] is False
+    # reports written before evaluate recorded it name both files when E was applied
+    metrics.write_text(json.dumps({**base, "editor": {"weights": "runs/x/transform.safetensors + runs/x/enhance.safetensors"}}))
+    with pytest.raises(DiatError, match="measured with E, but bundled without it"):
+        _tool().read_evaluate(metrics, enhance=False)
+    assert _tool().read_evaluate(metrics)["enhance"] is True
+
+
 def test_every_bundled_model_ships_the_settings_its_numbers_were_measured_with():
     from diat_cli.editing import BUNDLED_FOLDER
 
@@ -104,3 +124,5 @@ def test_every_bundled_model_ships_the_settings_its_numbers_were_measured_with()
         metadata = read_metadata(path)
         for name, unset in {"colour_blur": 0.0, "strength": 1.0, "confine": False}.items():
             assert metadata.get(name, unset) == metadata.get("evaluate", {}).get(name, unset), (path.name, name)
+        enhance = path.with_name(path.name.replace(".transform.", ".enhance."))
+        assert metadata.get("evaluate", {}).get("enhance", True) == enhance.is_file(), (path.name, "enhance")

@@ -1,10 +1,11 @@
 """Copy a trained transform (and its E, if any) into diat_cli/weights/ as fp16, with its evaluate numbers.
 
-Usage: python tools/bundle_weights.py RUN_DIR ATTRIBUTE [--metrics REPORT/metrics.json] [--colour-blur SIGMA] [--strength S] [--confine]
+Usage: python tools/bundle_weights.py RUN_DIR ATTRIBUTE [--metrics REPORT/metrics.json] [--colour-blur SIGMA] [--strength S] [--confine] [--no-enhance]
 Writes diat_cli/weights/<ATTRIBUTE>.transform.safetensors (+ .enhance.safetensors). Local paths
 are left out of the metadata; the evaluate numbers go in under "evaluate". --colour-blur,
 --strength and --confine store what transfer and evaluate then apply by default; the metrics must have been
-measured with the same, so the shipped numbers are what users get.
+measured with the same, so the shipped numbers are what users get. --no-enhance ships T alone
+(and removes a bundled E of the attribute), for models whose E was measured to do harm.
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ def bundle(source: Path, target: Path, evaluate: dict | None, colour_blur: float
     save_network(target, network, header["config"], metadata, dtype=torch.float16)  # save_network writes class, schema, version
 
 
-def read_evaluate(metrics: Path, colour_blur: float = 0.0, strength: float = 1.0, confine: bool = False) -> dict:
+def read_evaluate(metrics: Path, colour_blur: float = 0.0, strength: float = 1.0, confine: bool = False, enhance: bool = True) -> dict:
     """The facts of an evaluate report worth shipping; refuses numbers measured with other editor settings."""
     numbers = json.loads(metrics.read_text())
+    editor = numbers.get("editor", {})
+    measured_enhance = editor["enhance"] if "enhance" in editor else " + " in str(editor.get("weights", ""))  # older reports: T + E named
+    if measured_enhance != enhance:
+        raise DiatError(f"{metrics}: measured {'with' if measured_enhance else 'without'} E, but bundled {'with' if enhance else 'without'} it; measure again")
     measured = {}
     for name, bundled_with in {"colour_blur": colour_blur, "strength": strength, "confine": confine}.items():
         value = numbers.get("editor", {}).get(name)
@@ -54,6 +59,7 @@ def read_evaluate(metrics: Path, colour_blur: float = 0.0, strength: float = 1.0
     evaluate["data"] = {k: v for k, v in numbers["data"].items() if k in ("source_faces", "reference_faces", "held_out_only")}
     evaluate["data"]["folder"] = Path(numbers["data"]["folder"]).name
     evaluate.update(measured)
+    evaluate["enhance"] = enhance
     return evaluate
 
 
@@ -65,14 +71,20 @@ def main() -> None:
     parser.add_argument("--colour-blur", type=float, default=0.0, help="chroma blur (pixels) applied by default; 0: none")
     parser.add_argument("--strength", type=float, default=1.0, help="edit strength applied by default; 1: the networks' own")
     parser.add_argument("--confine", action="store_true", help="keep edits near the attribute's region by default (local attributes)")
+    parser.add_argument("--no-enhance", dest="enhance", action="store_false", help="ship T alone, removing a bundled E of the attribute")
     args = parser.parse_args()
+    if args.enhance and not (args.run / "enhance.safetensors").exists():
+        raise SystemExit(f"error: {args.run}: no enhance.safetensors; train E (diat train-enhance) or pass --no-enhance")
     try:
-        evaluate = read_evaluate(args.metrics, args.colour_blur, args.strength, args.confine) if args.metrics else None
+        evaluate = read_evaluate(args.metrics, args.colour_blur, args.strength, args.confine, args.enhance) if args.metrics else None
     except DiatError as error:
         raise SystemExit(f"error: {error}") from None
     bundle(args.run / "transform.safetensors", WEIGHTS / f"{args.attribute}.transform.safetensors", evaluate, args.colour_blur, args.strength, args.confine)
-    if (args.run / "enhance.safetensors").exists():
-        bundle(args.run / "enhance.safetensors", WEIGHTS / f"{args.attribute}.enhance.safetensors", None)
+    bundled_enhance = WEIGHTS / f"{args.attribute}.enhance.safetensors"
+    if not args.enhance:
+        bundled_enhance.unlink(missing_ok=True)
+    else:
+        bundle(args.run / "enhance.safetensors", bundled_enhance, None)
     print(f"bundled {args.run} as {args.attribute}")
 
 

@@ -494,7 +494,7 @@ def evaluate(
         {
             "attribute": attribute.name,
             "editor": {"weights": editor_description, "size": size, "colour_blur": getattr(editor, "colour_blur", None), "strength": getattr(editor, "strength", None),
-                       "confine": getattr(editor, "confine_to", None) is not None},
+                       "confine": getattr(editor, "confine_to", None) is not None, "enhance": getattr(editor, "enhance", None) is not None},
             "classifier": {
                 "weights": str(getattr(classifier, "path", None) or "given in code"),
                 "decision": decision_text(attribute),
