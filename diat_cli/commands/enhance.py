@@ -51,7 +51,9 @@ def train_enhance_command(
     undo a blur of real faces. Data, labels and size come from the transform run.
     Writes <transform folder>/enhance/ (config.json, metrics.jsonl, grids/, checkpoints/) and
     enhance.safetensors beside transform.safetensors, which `diat transfer` and `diat evaluate`
-    then use (unless --no-enhance).
+    then use (unless --no-enhance). Compare `diat evaluate` with and without --no-enhance before
+    keeping E: for global attributes it can over-sharpen T's output (the bundled age and gender
+    models ship without it).
     """
     from diat_cli.console import RichReporter, console
     from diat_cli.pipelines.train_enhance import plan_run, train_enhance
