@@ -4,7 +4,8 @@
 - identity: descriptor distance between each face and its edit, the share under dlib's 0.6
   threshold, rank-1 identification, and verification against other photos of the same person;
 - change outside the attribute's region: PSNR and SSIM weighted by (1 - region mask);
-- realism: Frechet distance and kernel (KID-style) distance between two sets of features.
+- realism: Frechet distance and kernel (KID-style) distance between two sets of features;
+- skin tone: how far the mean colour of bare-skin patches moves (CIELAB), by skin lightness.
 
 Descriptors and features are N x D arrays; images are N x 3 x H x W tensors in [-1, 1].
 """
@@ -20,6 +21,11 @@ import torch.nn.functional as F
 
 SAME_PERSON_THRESHOLD = 0.6  # dlib's: L2 distance between descriptors below this is the same person
 MAX_PSNR = 100.0  # PSNR of identical images, which would otherwise be infinite
+# CIE76 delta E of a patch's mean colour that is plain side by side: about twice the
+# just-noticeable difference (2.3), the size of the tints and darkening seen on photos.
+SKIN_SHIFT_VISIBLE = 5.0
+_D65_WHITE = (0.95047, 1.0, 1.08883)
+_SRGB_TO_XYZ = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))
 
 
 def _array(values) -> np.ndarray:
@@ -222,3 +228,62 @@ def kernel_distance(first, second, subset_size: int = 1000, subsets: int = 100, 
         within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (size * (size - 1))
         estimates.append(within - 2 * k_xy.mean())
     return float(np.mean(estimates)), float(np.std(estimates)) if rounds > 1 else math.nan
+
+
+def srgb_to_lab(images: torch.Tensor) -> torch.Tensor:
+    """CIELAB (D65; L* 0-100) of sRGB images in [-1, 1], N x 3 x H x W in, the same shape out."""
+    rgb = ((images.float() + 1) / 2).clamp(0, 1)
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    matrix = torch.tensor(_SRGB_TO_XYZ, dtype=linear.dtype, device=linear.device)
+    white = torch.tensor(_D65_WHITE, dtype=linear.dtype, device=linear.device).view(1, 3, 1, 1)
+    xyz = torch.einsum("ij,njhw->nihw", matrix, linear) / white
+    f = torch.where(xyz > (6 / 29) ** 3, xyz.clamp(min=1e-12) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+
+
+def skin_tone_shift(sources: torch.Tensor, edited: torch.Tensor, mask: torch.Tensor, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Per face: L* of the source's skin patches, and how far their mean colour moves in the edit.
+
+    The mean over the patches, not each pixel, so wrinkles or make-up drawn inside a patch count
+    only as far as they change its overall colour; a tint or a darkened face counts in full.
+    mask: 1 x 1 x H x W (skin_mask). Returns arrays "lightness", "delta_e" (CIE76) and
+    "delta_lightness" (edit minus source), one value per face.
+    """
+    if sources.shape != edited.shape:
+        raise ValueError(f"sources and edits differ in shape: {tuple(sources.shape)} vs {tuple(edited.shape)}")
+    weight = mask.float()
+    area = weight.sum()
+    if area <= 0:
+        raise ValueError("the skin mask is empty")
+    means = []
+    for start in range(0, len(sources), batch_size):
+        pair = [srgb_to_lab(images[start : start + batch_size]) for images in (sources, edited)]
+        means.append([(lab * weight).sum(dim=(2, 3)) / area for lab in pair])
+    before = torch.cat([m[0] for m in means]).double()
+    after = torch.cat([m[1] for m in means]).double()
+    return {
+        "lightness": before[:, 0].numpy(),
+        "delta_e": (after - before).norm(dim=1).numpy(),
+        "delta_lightness": (after[:, 0] - before[:, 0]).numpy(),
+    }
+
+
+def skin_tone_summary(shift: dict[str, np.ndarray], visible: float = SKIN_SHIFT_VISIBLE) -> dict:
+    """Mean shift and the share of faces shifted visibly, for all faces and for the darkest and lightest thirds."""
+    lightness = np.asarray(shift["lightness"], dtype=np.float64)
+
+    def part(indices: np.ndarray) -> dict:
+        delta_e = np.asarray(shift["delta_e"], dtype=np.float64)[indices]
+        return {
+            "faces": int(len(indices)),
+            "mean_lightness": float(lightness[indices].mean()),
+            "mean_delta_e": float(delta_e.mean()),
+            "mean_delta_lightness": float(np.asarray(shift["delta_lightness"], dtype=np.float64)[indices].mean()),
+            "share_visible": float((delta_e > visible).mean()),
+        }
+
+    if len(lightness) == 0:
+        raise ValueError("no faces to summarise")
+    order = np.argsort(lightness, kind="stable")
+    third = max(1, len(order) // 3)
+    return {"patches": "cheeks and forehead", "visible_delta_e": visible, **part(order), "darkest_third": part(order[:third]), "lightest_third": part(order[-third:])}

@@ -66,6 +66,15 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     if outside:
         rows.append((f"PSNR outside the {outside['region']} region", f"{_number(outside['psnr_db'], 2)} dB", "change where the attribute is not; higher is less change"))
         rows.append((f"SSIM outside the {outside['region']} region", _number(outside["ssim"]), "1 = unchanged"))
+    skin = metrics.get("skin_tone")
+    if skin:
+        visible = skin["visible_delta_e"]
+        rows.append(("Skin tone shift, mean delta E", _number(skin["mean_delta_e"], 2),
+                     f"CIELAB, mean colour of cheek and forehead patches; {_percent(skin['share_visible'])} of faces over {visible:g}"))
+        for name in ("darkest", "lightest"):
+            part = skin[f"{name}_third"]
+            rows.append((f"Skin tone shift, {name} third of faces", f"{_number(part['mean_delta_e'], 2)} (L* {part['mean_delta_lightness']:+.1f})",
+                         f"{part['faces']} faces of mean L* {part['mean_lightness']:.0f}; {_percent(part['share_visible'])} over {visible:g}"))
     realism = metrics["realism"]
     if realism.get("skipped"):
         rows.append(("Realism", "n/a", realism["skipped"]))

@@ -179,3 +179,51 @@ def test_kernel_distance_matches_the_formula_and_separates_distributions():
     far, _ = kernel_distance(same_a, other, subset_size=200, subsets=20)
     assert abs(near) < 0.05 < far
     assert math.isnan(kernel_distance(x[:1], y)[0])
+
+
+def test_lab_of_known_colours():
+    from diat_cli.metrics import srgb_to_lab
+
+    colours = torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0], [1.0, -1.0, -1.0]]).view(3, 3, 1, 1)
+    lab = srgb_to_lab(colours).view(3, 3)
+    assert lab[0].tolist() == pytest.approx([100.0, 0.0, 0.0], abs=0.05)  # white
+    assert lab[1].tolist() == pytest.approx([0.0, 0.0, 0.0], abs=1e-4)  # black
+    assert lab[2].tolist() == pytest.approx([53.24, 80.09, 67.20], abs=0.05)  # sRGB red
+
+
+def test_skin_tone_shift_counts_a_tint_on_the_patches_and_not_elsewhere():
+    from diat_cli.face.masks import skin_mask
+    from diat_cli.metrics import skin_tone_shift, srgb_to_lab
+
+    torch.manual_seed(0)
+    mask = skin_mask(64)
+    faces = torch.rand(4, 3, 64, 64) * 0.4 + 0.1
+    same = skin_tone_shift(faces, faces.clone(), mask)
+    assert np.allclose(same["delta_e"], 0) and np.allclose(same["delta_lightness"], 0)
+    outside = faces + (1 - mask) * torch.tensor([0.3, 0.0, -0.3]).view(1, 3, 1, 1)
+    assert np.allclose(skin_tone_shift(faces, outside, mask)["delta_e"], 0, atol=1e-6)
+    darker = faces - 0.2 * mask
+    shift = skin_tone_shift(faces, darker, mask)
+    assert (shift["delta_lightness"] < -5).all() and (shift["delta_e"] >= -shift["delta_lightness"] - 1e-6).all()
+    expected = (srgb_to_lab(darker) * mask).sum((2, 3)) / mask.sum() - (srgb_to_lab(faces) * mask).sum((2, 3)) / mask.sum()
+    assert np.allclose(shift["delta_e"], expected.norm(dim=1).numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="differ in shape"):
+        skin_tone_shift(faces, faces[:2], mask)
+
+
+def test_skin_tone_summary_splits_dark_from_light_faces():
+    from diat_cli.metrics import skin_tone_summary
+
+    shift = {  # six faces, the three darkest shifted visibly
+        "lightness": np.array([70.0, 30.0, 80.0, 25.0, 75.0, 35.0]),
+        "delta_e": np.array([1.0, 8.0, 2.0, 6.0, 0.0, 7.0]),
+        "delta_lightness": np.array([0.0, 8.0, -1.0, 6.0, 0.0, 7.0]),
+    }
+    summary = skin_tone_summary(shift, visible=5.0)
+    assert summary["faces"] == 6 and summary["share_visible"] == pytest.approx(0.5)
+    dark, light = summary["darkest_third"], summary["lightest_third"]
+    assert dark["faces"] == light["faces"] == 2
+    assert dark["mean_lightness"] == pytest.approx(27.5) and dark["mean_delta_e"] == pytest.approx(7.0) and dark["share_visible"] == 1.0
+    assert light["mean_lightness"] == pytest.approx(77.5) and light["mean_delta_e"] == pytest.approx(1.0) and light["share_visible"] == 0.0
+    with pytest.raises(ValueError, match="no faces"):
+        skin_tone_summary({"lightness": np.array([]), "delta_e": np.array([]), "delta_lightness": np.array([])})

@@ -35,6 +35,12 @@ def sample_metrics(**changes):
         "realism": {"features": "dlib ResNet stage-4 features, 256-D", "frechet_distance": 12.5, "kernel_distance": 0.0123,
                     "kernel_distance_std": 0.001, "edited_faces": 3, "reference_faces": 5},
         "speed": {"faces_per_second": 123.4, "device": "cpu", "batch_size": 32},
+        "skin_tone": {
+            "patches": "cheeks and forehead", "visible_delta_e": 5.0, "faces": 3, "mean_lightness": 60.0, "mean_delta_e": 3.456,
+            "mean_delta_lightness": -1.0, "share_visible": 1 / 3,
+            "darkest_third": {"faces": 1, "mean_lightness": 35.2, "mean_delta_e": 7.5, "mean_delta_lightness": -6.25, "share_visible": 1.0},
+            "lightest_third": {"faces": 1, "mean_lightness": 80.1, "mean_delta_e": 1.0, "mean_delta_lightness": 0.5, "share_visible": 0.0},
+        },
     }
     metrics.update(changes)
     return metrics
@@ -95,6 +101,9 @@ def test_report_holds_the_table_and_the_images(tmp_path):
     assert table["PSNR outside the eyes region"][0] == "31.23 dB"
     assert "not ImageNet-Inception FID" in table["Frechet distance (dlib ResNet stage-4 features, 256-D)"][1]
     assert table["Speed"][0] == "123.4 faces/s"
+    assert table["Skin tone shift, mean delta E"] == ["3.46", "CIELAB, mean colour of cheek and forehead patches; 33.3% of faces over 5"]
+    assert table["Skin tone shift, darkest third of faces"] == ["7.50 (L* -6.2)", "1 faces of mean L* 35; 100.0% over 5"]
+    assert table["Skin tone shift, lightest third of faces"][0] == "1.00 (L* +0.5)"
 
     assert len(parser.images) == 2 * (4 + 2)  # before and after, sample and worst cases
     for source, pair in zip(parser.images[:4], sample):  # the first row of the sample grid: the faces before editing
@@ -119,6 +128,8 @@ def test_rows_for_missing_parts():
     names = {name: value for name, value, _ in metric_rows(metrics)}
     assert not any("PSNR" in name for name in names) and not any("Verification" in name for name in names)
     assert names["Realism"] == "n/a" and names["Rank-1 identification"] == "n/a"
+    del metrics["skin_tone"]  # reports written before it was measured
+    assert not any("Skin tone" in name for name, _, _ in metric_rows(metrics))
     metrics["attribute_success"].update(utkface_edited=0.5, utkface_unedited=0.1)
     names = {name: value for name, value, _ in metric_rows(metrics)}
     assert names["Attribute success, UTKFace heads (edited)"] == "50.0%"

@@ -41,6 +41,15 @@ NEIGHBOURHOOD_BOXES = {
     "mouth": (-1.3, 0.3, 1.3, 2.2),
 }
 
+# Bare skin, for measuring an edit's colour shift (metrics.skin_tone_shift): a patch on each
+# cheek, beside the nose and below where glasses' rims sit, and one on the forehead between the
+# brows and the usual hairline. Same units as above; placed by eye on aligned `celeba-wild` crops.
+SKIN_BOXES = {
+    "left cheek": (-0.85, 0.3, -0.45, 0.65),
+    "right cheek": (0.45, 0.3, 0.85, 0.65),
+    "forehead": (-0.5, -0.85, 0.5, -0.55),
+}
+
 
 def region_box(attribute_region: str, neighbourhood: bool = False) -> tuple[float, float, float, float]:
     """(left, top, right, bottom) of a region's box (or its wider neighbourhood), as fractions of the crop's side."""
@@ -80,4 +89,17 @@ def region_mask(attribute_region: str, size: int, feather: float = 0.03, neighbo
     columns = _feathered_interval(centres, left, right, feather)
     rows = _feathered_interval(centres, top, bottom, feather)
     mask = (rows[:, None] * columns[None, :]).clamp(0.0, 1.0)
+    return mask.to(torch.float32).view(1, 1, size, size)
+
+
+def skin_mask(size: int) -> torch.Tensor:
+    """Hard mask (1 x 1 x size x size, 0 or 1) of the cheek and forehead patches of SKIN_BOXES."""
+    if size < 1:
+        raise ConfigError(f"mask size must be at least 1, got {size}")
+    centres = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+    mask = torch.zeros(size, size, dtype=torch.float64)
+    for left, top, right, bottom in SKIN_BOXES.values():
+        columns = _feathered_interval(centres, CENTRE_X + left * EYE_DISTANCE, CENTRE_X + right * EYE_DISTANCE, 0.0)
+        rows = _feathered_interval(centres, EYE_Y + top * EYE_DISTANCE, EYE_Y + bottom * EYE_DISTANCE, 0.0)
+        mask = torch.maximum(mask, rows[:, None] * columns[None, :])
     return mask.to(torch.float32).view(1, 1, size, size)

@@ -49,6 +49,8 @@ from diat_cli.metrics import (
     masked_ssim,
     rank1_accuracy,
     share_below,
+    skin_tone_shift,
+    skin_tone_summary,
     verification_rate,
 )
 from diat_cli.progress import Reporter, SilentReporter
@@ -489,6 +491,11 @@ def evaluate(
             "ssim": masked_ssim(source_unit, edited_unit, weight),
         }
 
+    # Colour shift of bare skin, and whether it falls harder on dark skin or light.
+    from diat_cli.face.masks import skin_mask
+
+    skin_tone = skin_tone_summary(skin_tone_shift(_unit(source_pixels), _unit(edited_pixels), skin_mask(size), settings.batch_size))
+
     worst_order = np.argsort(-distances, kind="stable")[: settings.worst]
     metrics = _finite(
         {
@@ -513,6 +520,7 @@ def evaluate(
             "attribute_success": success,
             "identity": identity,
             "outside_region": outside,
+            "skin_tone": skin_tone,
             "realism": realism,
             "speed": {
                 "faces_per_second": len(sides.source) / edit_seconds if edit_seconds > 0 else None,

@@ -51,3 +51,17 @@ def test_bad_region_or_settings_raise():
         region_mask("nose", 64)
     with pytest.raises(ConfigError):
         region_mask("eyes", 64, feather=-1)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_skin_patches_avoid_eyes_mouth_and_nose_and_mirror_each_other(size):
+    from diat_cli.face.masks import skin_mask
+
+    mask = skin_mask(size)
+    assert mask.shape == (1, 1, size, size) and set(mask.unique().tolist()) == {0.0, 1.0}
+    for point in (TEMPLATE_LEFT_EYE, TEMPLATE_RIGHT_EYE, (0.5, 0.76), (0.5, 0.6)):  # eyes, mouth, nose
+        assert at(mask, point) == 0
+    assert at(mask, (0.5, 0.36)) == 1  # forehead, above the brows
+    assert at(mask, (0.34, 0.6)) == 1 and at(mask, (0.66, 0.6)) == 1  # both cheeks
+    assert torch.equal(mask, mask.flip(-1))
+    assert 0.02 < mask.mean().item() < 0.05  # a few per cent of the crop, at any size

@@ -117,6 +117,9 @@ def test_an_editor_that_changes_nothing(dataset, tmp_path, classifier, identity_
     assert metrics["realism"]["edited_faces"] == 8 and metrics["realism"]["reference_faces"] == 16
     assert "dlib" in metrics["realism"]["features"]
     assert metrics["speed"]["faces_per_second"] > 0
+    skin = metrics["skin_tone"]
+    assert skin["faces"] == 8 and skin["mean_delta_e"] == 0.0 and skin["share_visible"] == 0.0
+    assert skin["darkest_third"]["mean_lightness"] <= skin["lightest_third"]["mean_lightness"]
 
 
 def test_an_editor_that_swaps_people(dataset, tmp_path, classifier, identity_network):
@@ -128,6 +131,7 @@ def test_an_editor_that_swaps_people(dataset, tmp_path, classifier, identity_net
     # drop much here; test_real_photos_of_the_same_people checks that it does on real faces
     assert identity["verification_edited"] <= identity["verification_unedited"]
     assert metrics["outside_region"]["psnr_db"] < 40
+    assert metrics["skin_tone"]["mean_delta_e"] > 0  # another person's face has another skin colour
 
 
 def test_files_are_written_and_strict_json(dataset, tmp_path, classifier, identity_network):
