@@ -55,24 +55,27 @@ def find_weights(attribute: str | None = None, weights: str | Path | None = None
 
 
 # Editor settings a model's metadata may carry, and the value each takes when it carries none.
-EDITOR_DEFAULTS = {"colour_blur": 0.0, "strength": 1.0, "confine": False}
+EDITOR_DEFAULTS = {"colour_blur": 0.0, "colour_strength": 1.0, "strength": 1.0, "confine": False}
 
 
-def smooth_edit_colour(edited: torch.Tensor, original: torch.Tensor, sigma: float) -> torch.Tensor:
-    """original + the edit with its chroma (Cb, Cr) blurred by `sigma` pixels; brightness untouched.
+def smooth_edit_colour(edited: torch.Tensor, original: torch.Tensor, sigma: float, scale: float = 1.0) -> torch.Tensor:
+    """original + the edit with its chroma (Cb, Cr) blurred by `sigma` pixels and scaled by `scale`; brightness untouched.
 
     A 64 px transform network draws thin edges (glasses frames, lash lines) with the colour
     channels a pixel apart, which upscaled into a photo show as rainbow fringes. Blurring only the
     chroma of the change, as JPEG's 4:2:0 does for whole images, averages the fringe back to grey
     and keeps every light and shadow of the edit; broad colour changes (lips, skin) pass through.
-    Both: N x 3 x H x W, RGB. sigma <= 0 returns `edited` unchanged.
+    `scale` below 1 keeps less of the change's colour: a whole-face model that tints eyelids
+    yellow or skin orange keeps its light and shade (wrinkles, grey hair, shadows) without them.
+    Both: N x 3 x H x W, RGB. sigma <= 0 and scale 1 return `edited` unchanged.
     """
-    if sigma <= 0:
+    if sigma <= 0 and scale == 1.0:
         return edited
     from diat_cli.losses import blur, rgb_to_ycbcr, ycbcr_to_rgb
 
     edit = rgb_to_ycbcr(edited - original)
-    edit = torch.cat([edit[:, :1], blur(edit[:, 1:], sigma)], dim=1)
+    chroma = blur(edit[:, 1:], sigma) if sigma > 0 else edit[:, 1:]
+    edit = torch.cat([edit[:, :1], scale * chroma], dim=1)
     return original + ycbcr_to_rgb(edit)
 
 
@@ -81,7 +84,8 @@ class Editor:
     """T, and E when present, at the size they were trained for. Call with crops in [-1, 1].
 
     colour_blur: sigma (pixels of the model's crop) of smooth_edit_colour, applied to the final
-    edit; 0 returns the networks' output as it is. strength: the change is scaled by it (x +
+    edit; 0 returns the networks' output as it is. colour_strength: the share of the edit's
+    colour (chroma) change kept, its brightness change kept whole; 1 keeps all. strength: the change is scaled by it (x +
     strength * (edit - x)): below 1 a lighter edit, above 1 a stronger one, at some cost in
     identity; 1 is the networks' own. confine_to: a region ("eyes", "mouth") whose wide
     neighbourhood the change is kept inside (face/masks.NEIGHBOURHOOD_BOXES), None for none.
@@ -94,6 +98,7 @@ class Editor:
     colour_blur: float = 0.0
     strength: float = 1.0
     confine_to: str | None = None
+    colour_strength: float = 1.0
 
     @property
     def size(self) -> int:
@@ -123,7 +128,7 @@ class Editor:
         edited = self.transform(images)
         if use_enhance and self.enhance is not None:
             edited = self.enhance(edited)
-        edited = smooth_edit_colour(edited, images, self.colour_blur)
+        edited = smooth_edit_colour(edited, images, self.colour_blur, self.colour_strength)
         if self.strength != 1.0:
             edited = images + self.strength * (edited - images)
         if self.confine_to is not None:
@@ -142,11 +147,12 @@ def load_editor(
     colour_blur: float | None = None,
     strength: float | None = None,
     confine: bool | None = None,
+    colour_strength: float | None = None,
 ) -> Editor:
     """Load T (and E unless use_enhance is False) for an attribute or from --weights.
 
-    colour_blur, strength, confine None: the weights' own `colour_blur`, `strength` and `confine`
-    metadata (chosen by measurement when they were bundled), else 0, 1 and False. confine: keep
+    colour_blur, strength, confine, colour_strength None: the weights' own metadata of that name
+    (chosen when they were bundled), else EDITOR_DEFAULTS. confine: keep
     the edit near the attribute's region; only for local attributes (eyes, mouth).
     """
     transform_path, enhance_path = find_weights(attribute, weights)
@@ -166,10 +172,12 @@ def load_editor(
         strength = float(metadata.get("strength", EDITOR_DEFAULTS["strength"]))
     if confine is None:
         confine = bool(metadata.get("confine", EDITOR_DEFAULTS["confine"]))
+    if colour_strength is None:
+        colour_strength = float(metadata.get("colour_strength", EDITOR_DEFAULTS["colour_strength"]))
     confine_to = None
     if confine:
         name = metadata.get("attribute") or attribute
         confine_to = face_region(name)
         if confine_to is None:
             raise DiatError(f"--confine keeps an edit near its region of the face (eyes or mouth), and '{name}' has none: it changes the whole face or is not a known attribute")
-    return Editor(transform, enhance, metadata, device, colour_blur, strength, confine_to)
+    return Editor(transform, enhance, metadata, device, colour_blur, strength, confine_to, colour_strength)

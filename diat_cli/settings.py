@@ -21,6 +21,11 @@ def _check_colour_blur(sigma: float | None) -> None:
         raise ConfigError(f"--colour-blur must be between 0 (off) and 8 pixels, got {sigma}")
 
 
+def _check_colour_strength(scale: float | None) -> None:
+    if scale is not None and not 0.0 <= scale <= 1.0:
+        raise ConfigError(f"--colour-strength must be between 0 (brightness only) and 1 (all of the edit's colour), got {scale}")
+
+
 def _check_strength(strength: float | None) -> None:
     if strength is not None and not 0.0 < strength <= 3.0:
         raise ConfigError(f"--strength must be above 0 and at most 3 (1: the model's own edit), got {strength}")
@@ -298,6 +303,7 @@ class EvaluateSettings:
     batch_size: int = 32
     use_enhance: bool = True
     colour_blur: float | None = None  # sigma (model pixels) of the edit's chroma blur; None: the model's own, 0: off
+    colour_strength: float | None = None  # share of the edit's colour change kept; None: the model's own (1 unless bundled otherwise)
     strength: float | None = None  # the change scaled by this; None: the model's own (1 unless bundled otherwise)
     confine: bool | None = None  # keep the edit near a local attribute's region; None: the model's own (off unless bundled on)
     detector: str = "hog"  # for photos
@@ -313,6 +319,7 @@ class EvaluateSettings:
         if self.detector not in DETECTORS:
             raise ConfigError(f"--detector must be one of {', '.join(DETECTORS)}, got '{self.detector}'")
         _check_colour_blur(self.colour_blur)
+        _check_colour_strength(self.colour_strength)
         _check_strength(self.strength)
         _check_confine(self.confine, (self.attribute,))
 
@@ -346,6 +353,7 @@ class TransferSettings:
     colour_match: bool = True  # keep each face's colour statistics (off for colour attributes)
     use_enhance: bool = True  # apply E when the weights have one
     colour_blur: float | None = None  # sigma (model pixels) of the edit's chroma blur; None: the model's own, 0: off
+    colour_strength: float | None = None  # share of the edit's colour change kept; None: the model's own (1 unless bundled otherwise)
     strength: float | None = None  # the change scaled by this; None: the model's own (1 unless bundled otherwise)
     confine: bool | None = None  # keep the edit near a local attribute's region; None: the model's own (off unless bundled on)
     save_crops: bool = False  # aligned before/after crops in _crops/
@@ -391,5 +399,6 @@ class TransferSettings:
         if self.skip_existing and self.overwrite:
             raise ConfigError("--skip-existing and --overwrite contradict each other; pick one")
         _check_colour_blur(self.colour_blur)
+        _check_colour_strength(self.colour_strength)
         _check_strength(self.strength)
         _check_confine(self.confine, self.attributes)

@@ -46,12 +46,13 @@ def test_a_bundled_colour_blur_and_strength_become_the_editors_defaults(tmp_path
     source = tmp_path / "transform.safetensors"
     save_network(source, network, {"channels": 4, "residual_blocks": 1}, {"kind": "transform", "attribute": "eyeglasses", "size": 64})
     blurred, plain = tmp_path / "blurred.transform.safetensors", tmp_path / "plain.transform.safetensors"
-    _tool().bundle(source, blurred, None, colour_blur=1.2, strength=1.25)
+    _tool().bundle(source, blurred, None, colour_blur=1.2, strength=1.25, colour_strength=0.3)
     _tool().bundle(source, plain, None)
     assert read_metadata(blurred)["colour_blur"] == 1.2 and read_metadata(blurred)["strength"] == 1.25
     assert "colour_blur" not in read_metadata(plain) and "strength" not in read_metadata(plain)
     editor = load_editor(weights=blurred)
-    assert (editor.colour_blur, editor.strength) == (1.2, 1.25)
+    assert (editor.colour_blur, editor.strength, editor.colour_strength) == (1.2, 1.25, 0.3)
+    assert "colour_strength" not in read_metadata(plain) and load_editor(weights=plain).colour_strength == 1.0
     editor = load_editor(weights=blurred, colour_blur=0.0, strength=1.0)  # the command line overrides
     assert (editor.colour_blur, editor.strength) == (0.0, 1.0)
     editor = load_editor(weights=plain)
@@ -92,6 +93,8 @@ def test_numbers_measured_with_another_blur_are_refused(tmp_path):
         _tool().read_evaluate(metrics, 0.0, 1.5)
     with pytest.raises(DiatError, match="measured with --confine False, but bundled with True"):
         _tool().read_evaluate(metrics, 0.0, 1.0, True)
+    with pytest.raises(DiatError, match="measured with --colour-strength 1.0, but bundled with 0.3"):  # older reports: 1
+        _tool().read_evaluate(metrics, colour_strength=0.3)
     evaluate = _tool().read_evaluate(metrics, 0.0)
     assert evaluate["data"] == {"folder": "testcrops128", "source_faces": 200}
     assert evaluate["colour_blur"] == 0.0 and evaluate["strength"] == 1.0
@@ -122,7 +125,7 @@ def test_every_bundled_model_ships_the_settings_its_numbers_were_measured_with()
 
     for path in sorted(BUNDLED_FOLDER.glob("*.transform.safetensors")):
         metadata = read_metadata(path)
-        for name, unset in {"colour_blur": 0.0, "strength": 1.0, "confine": False}.items():
+        for name, unset in {"colour_blur": 0.0, "colour_strength": 1.0, "strength": 1.0, "confine": False}.items():
             assert metadata.get(name, unset) == metadata.get("evaluate", {}).get(name, unset), (path.name, name)
         enhance = path.with_name(path.name.replace(".transform.", ".enhance."))
         assert metadata.get("evaluate", {}).get("enhance", True) == enhance.is_file(), (path.name, "enhance")

@@ -70,15 +70,26 @@ def test_the_editor_blurs_only_when_told_to():
     assert torch.allclose(_ycbcr(smoothed)[:, 0], _ycbcr(raw)[:, 0], atol=1e-5)
 
 
+def test_colour_strength_keeps_the_brightness_of_an_edit_and_scales_its_colour():
+    crops = torch.zeros(1, 3, 32, 32)
+    metadata = {"size": 32, "attribute": "old"}
+    raw = Editor(_AddFringe(), None, metadata)(crops)
+    for scale in (0.0, 0.3):
+        kept = Editor(_AddFringe(), None, metadata, colour_strength=scale)(crops)
+        assert torch.allclose(_ycbcr(kept)[:, 0], _ycbcr(raw)[:, 0], atol=1e-5)
+        assert torch.allclose(_ycbcr(kept)[:, 1:], scale * _ycbcr(raw)[:, 1:], atol=1e-5)
+    assert torch.equal(Editor(_AddFringe(), None, metadata, colour_strength=1.0)(crops), raw)
+
+
 def test_the_command_line_leaves_blur_and_strength_to_the_model_unless_given():
     from diat_cli.commands.evaluate import evaluate
     from diat_cli.commands.transfer import transfer
 
     for command in (transfer, evaluate):
-        for name in ("colour_blur", "strength"):
+        for name in ("colour_blur", "colour_strength", "strength"):
             assert inspect.signature(command).parameters[name].default.default is None
     settings = TransferSettings(inputs=("a",), output="b", attributes=("old",))
-    assert settings.colour_blur is None and settings.strength is None
+    assert settings.colour_blur is None and settings.strength is None and settings.colour_strength is None
 
 
 @pytest.mark.parametrize("sigma", [-0.5, 9.0])
@@ -149,3 +160,11 @@ def test_confine_follows_the_model_unless_given_and_is_refused_for_whole_face_at
         TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("no-eyeglasses", "old"), confine=True)
     with pytest.raises(ConfigError, match="old changes the whole face"):
         EvaluateSettings(attribute="old", data=tmp_path, confine=True)
+
+
+@pytest.mark.parametrize("scale", [-0.1, 1.5])
+def test_an_out_of_range_colour_strength_is_refused(scale, tmp_path):
+    with pytest.raises(ConfigError, match="--colour-strength must be between 0"):
+        TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("old",), colour_strength=scale)
+    with pytest.raises(ConfigError, match="--colour-strength must be between 0"):
+        EvaluateSettings(attribute="old", data=tmp_path, colour_strength=scale)

@@ -381,7 +381,7 @@ def evaluate(
 
         transform_path, enhance_path = find_weights(attribute.name, settings.weights)
         editor = load_editor(
-            attribute.name, settings.weights, device, use_enhance=settings.use_enhance, colour_blur=settings.colour_blur, strength=settings.strength,
+            attribute.name, settings.weights, device, use_enhance=settings.use_enhance, colour_blur=settings.colour_blur, colour_strength=settings.colour_strength, strength=settings.strength,
             confine=settings.confine,
         )
         editor_description = str(transform_path) + (f" + {enhance_path}" if enhance_path and settings.use_enhance else "")
@@ -500,7 +500,7 @@ def evaluate(
     metrics = _finite(
         {
             "attribute": attribute.name,
-            "editor": {"weights": editor_description, "size": size, "colour_blur": getattr(editor, "colour_blur", None), "strength": getattr(editor, "strength", None),
+            "editor": {"weights": editor_description, "size": size, "colour_blur": getattr(editor, "colour_blur", None), "colour_strength": getattr(editor, "colour_strength", None), "strength": getattr(editor, "strength", None),
                        "confine": getattr(editor, "confine_to", None) is not None, "enhance": getattr(editor, "enhance", None) is not None},
             "classifier": {
                 "weights": str(getattr(classifier, "path", None) or "given in code"),

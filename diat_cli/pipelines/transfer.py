@@ -543,7 +543,7 @@ class _Run:
         for plan in self.plans:
             self.editors[plan.label] = load_editor(
                 plan.attribute, plan.weights, device, use_enhance=plan.enhance is not None,
-                colour_blur=self.settings.colour_blur, strength=self.settings.strength, confine=self.settings.confine,
+                colour_blur=self.settings.colour_blur, strength=self.settings.strength, confine=self.settings.confine, colour_strength=self.settings.colour_strength,
             )
             self.masks.setdefault(plan.size, head_mask(plan.size))
 
