@@ -85,9 +85,9 @@ class Editor:
 
     colour_blur: sigma (pixels of the model's crop) of smooth_edit_colour, applied to the final
     edit; 0 returns the networks' output as it is. colour_strength: the share of the edit's
-    colour (chroma) change kept, its brightness change kept whole; 1 keeps all. strength: the change is scaled by it (x +
-    strength * (edit - x)): below 1 a lighter edit, above 1 a stronger one, at some cost in
-    identity; 1 is the networks' own. confine_to: a region ("eyes", "mouth") whose wide
+    colour (chroma) change kept, its brightness change kept whole; 1 keeps all. strength: the
+    change is scaled by it (x + strength * (edit - x)): below 1 a lighter edit, above 1 a
+    stronger one, at some cost in identity; 1 is the networks' own. confine_to: a region ("eyes", "mouth") whose wide
     neighbourhood the change is kept inside (face/masks.NEIGHBOURHOOD_BOXES), None for none.
     """
 
