@@ -92,12 +92,13 @@ def test_the_command_line_leaves_blur_and_strength_to_the_model_unless_given():
     assert settings.colour_blur is None and settings.strength is None and settings.colour_strength is None
 
 
-@pytest.mark.parametrize("sigma", [-0.5, 9.0])
-def test_an_out_of_range_blur_is_refused(sigma, tmp_path):
-    with pytest.raises(ConfigError, match="--colour-blur must be between 0"):
-        TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("old",), colour_blur=sigma)
-    with pytest.raises(ConfigError, match="--colour-blur must be between 0"):
-        EvaluateSettings(attribute="old", data=tmp_path, colour_blur=sigma)
+@pytest.mark.parametrize(("name", "value"), [("colour_blur", -0.5), ("colour_blur", 9.0), ("colour_strength", -0.1), ("colour_strength", 1.5)])
+def test_an_out_of_range_colour_setting_is_refused(name, value, tmp_path):
+    option = "--" + name.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"{option} must be between 0"):
+        TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("old",), **{name: value})
+    with pytest.raises(ConfigError, match=f"{option} must be between 0"):
+        EvaluateSettings(attribute="old", data=tmp_path, **{name: value})
 
 
 class _AddConstant(torch.nn.Module):
@@ -160,11 +161,3 @@ def test_confine_follows_the_model_unless_given_and_is_refused_for_whole_face_at
         TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("no-eyeglasses", "old"), confine=True)
     with pytest.raises(ConfigError, match="old changes the whole face"):
         EvaluateSettings(attribute="old", data=tmp_path, confine=True)
-
-
-@pytest.mark.parametrize("scale", [-0.1, 1.5])
-def test_an_out_of_range_colour_strength_is_refused(scale, tmp_path):
-    with pytest.raises(ConfigError, match="--colour-strength must be between 0"):
-        TransferSettings(inputs=(tmp_path,), output=tmp_path / "out", attributes=("old",), colour_strength=scale)
-    with pytest.raises(ConfigError, match="--colour-strength must be between 0"):
-        EvaluateSettings(attribute="old", data=tmp_path, colour_strength=scale)

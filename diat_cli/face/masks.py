@@ -55,7 +55,12 @@ def region_box(attribute_region: str, neighbourhood: bool = False) -> tuple[floa
     """(left, top, right, bottom) of a region's box (or its wider neighbourhood), as fractions of the crop's side."""
     if attribute_region not in REGION_BOXES:
         raise ConfigError(f"unknown attribute region '{attribute_region}'; choose one of {', '.join(REGIONS)}")
-    left, top, right, bottom = (NEIGHBOURHOOD_BOXES if neighbourhood else REGION_BOXES)[attribute_region]
+    return _as_fractions((NEIGHBOURHOOD_BOXES if neighbourhood else REGION_BOXES)[attribute_region])
+
+
+def _as_fractions(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """A box in eye distances from the point between the eyes, as fractions of the crop's side."""
+    left, top, right, bottom = box
     return (
         CENTRE_X + left * EYE_DISTANCE,
         EYE_Y + top * EYE_DISTANCE,
@@ -84,22 +89,22 @@ def region_mask(attribute_region: str, size: int, feather: float = 0.03, neighbo
         raise ConfigError(f"mask size must be at least 1, got {size}")
     if feather < 0:
         raise ConfigError(f"mask feather must be 0 or more, got {feather}")
-    left, top, right, bottom = region_box(attribute_region, neighbourhood)
+    mask = _box_mask(region_box(attribute_region, neighbourhood), size, feather)
+    return mask.to(torch.float32).view(1, 1, size, size)
+
+
+def _box_mask(box: tuple[float, float, float, float], size: int, feather: float) -> torch.Tensor:
+    """size x size (float64) mask of a box given in fractions of the side, its edges feathered."""
+    left, top, right, bottom = box
     centres = (torch.arange(size, dtype=torch.float64) + 0.5) / size  # pixel centres, fractions of the side
     columns = _feathered_interval(centres, left, right, feather)
     rows = _feathered_interval(centres, top, bottom, feather)
-    mask = (rows[:, None] * columns[None, :]).clamp(0.0, 1.0)
-    return mask.to(torch.float32).view(1, 1, size, size)
+    return (rows[:, None] * columns[None, :]).clamp(0.0, 1.0)
 
 
 def skin_mask(size: int) -> torch.Tensor:
     """Hard mask (1 x 1 x size x size, 0 or 1) of the cheek and forehead patches of SKIN_BOXES."""
     if size < 1:
         raise ConfigError(f"mask size must be at least 1, got {size}")
-    centres = (torch.arange(size, dtype=torch.float64) + 0.5) / size
-    mask = torch.zeros(size, size, dtype=torch.float64)
-    for left, top, right, bottom in SKIN_BOXES.values():
-        columns = _feathered_interval(centres, CENTRE_X + left * EYE_DISTANCE, CENTRE_X + right * EYE_DISTANCE, 0.0)
-        rows = _feathered_interval(centres, EYE_Y + top * EYE_DISTANCE, EYE_Y + bottom * EYE_DISTANCE, 0.0)
-        mask = torch.maximum(mask, rows[:, None] * columns[None, :])
-    return mask.to(torch.float32).view(1, 1, size, size)
+    patches = [_box_mask(_as_fractions(box), size, 0.0) for box in SKIN_BOXES.values()]
+    return torch.stack(patches).amax(dim=0).to(torch.float32).view(1, 1, size, size)

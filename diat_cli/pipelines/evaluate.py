@@ -417,10 +417,11 @@ def evaluate(
         reporter.advance(len(batch))
     reporter.finish()
     edited_pixels = torch.cat(edited_batches)
+    source_unit, edited_unit = _unit(source_pixels), _unit(edited_pixels)  # for the classifier and the pixel metrics
 
     # Attribute success.
     reporter.start("Classifying", None)
-    source_logits, edited_logits = classifier(_unit(source_pixels)), classifier(_unit(edited_pixels))
+    source_logits, edited_logits = classifier(source_unit), classifier(edited_unit)
     reporter.finish()
     success = {
         "edited": attribute_success(attribute_probability(edited_logits, attribute)),
@@ -484,7 +485,6 @@ def evaluate(
         from diat_cli.face.masks import region_mask
 
         weight = 1.0 - region_mask(attribute.region, size)
-        source_unit, edited_unit = _unit(source_pixels), _unit(edited_pixels)
         outside = {
             "region": attribute.region,
             "psnr_db": masked_psnr(source_unit, edited_unit, weight),
@@ -494,7 +494,7 @@ def evaluate(
     # Colour shift of bare skin, and whether it falls harder on dark skin or light.
     from diat_cli.face.masks import skin_mask
 
-    skin_tone = skin_tone_summary(skin_tone_shift(_unit(source_pixels), _unit(edited_pixels), skin_mask(size), settings.batch_size))
+    skin_tone = skin_tone_summary(skin_tone_shift(source_unit, edited_unit, skin_mask(size), settings.batch_size))
 
     worst_order = np.argsort(-distances, kind="stable")[: settings.worst]
     metrics = _finite(
