@@ -96,9 +96,9 @@ class Editor:
     metadata: dict[str, Any]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     colour_blur: float = 0.0
+    colour_strength: float = 1.0
     strength: float = 1.0
     confine_to: str | None = None
-    colour_strength: float = 1.0
 
     @property
     def size(self) -> int:
@@ -180,4 +180,5 @@ def load_editor(
         confine_to = face_region(name)
         if confine_to is None:
             raise DiatError(f"--confine keeps an edit near its region of the face (eyes or mouth), and '{name}' has none: it changes the whole face or is not a known attribute")
-    return Editor(transform, enhance, metadata, device, colour_blur, strength, confine_to, colour_strength)
+    return Editor(transform, enhance, metadata, device, colour_blur=colour_blur, colour_strength=colour_strength,
+                  strength=strength, confine_to=confine_to)

@@ -270,16 +270,15 @@ def skin_tone_shift(sources: torch.Tensor, edited: torch.Tensor, mask: torch.Ten
 
 def skin_tone_summary(shift: dict[str, np.ndarray], visible: float = SKIN_SHIFT_VISIBLE) -> dict:
     """Mean shift and the share of faces shifted visibly, for all faces and for the darkest and lightest thirds."""
-    lightness = np.asarray(shift["lightness"], dtype=np.float64)
+    lightness, delta_e, delta_lightness = (np.asarray(shift[key], dtype=np.float64) for key in ("lightness", "delta_e", "delta_lightness"))
 
     def part(indices: np.ndarray) -> dict:
-        delta_e = np.asarray(shift["delta_e"], dtype=np.float64)[indices]
         return {
             "faces": int(len(indices)),
             "mean_lightness": float(lightness[indices].mean()),
-            "mean_delta_e": float(delta_e.mean()),
-            "mean_delta_lightness": float(np.asarray(shift["delta_lightness"], dtype=np.float64)[indices].mean()),
-            "share_visible": float((delta_e > visible).mean()),
+            "mean_delta_e": float(delta_e[indices].mean()),
+            "mean_delta_lightness": float(delta_lightness[indices].mean()),
+            "share_visible": float((delta_e[indices] > visible).mean()),
         }
 
     if len(lightness) == 0:

@@ -51,7 +51,7 @@ def read_evaluate(metrics: Path, colour_blur: float = 0.0, strength: float = 1.0
         raise DiatError(f"{metrics}: measured {'with' if measured_enhance else 'without'} E, but bundled {'with' if enhance else 'without'} it; measure again")
     measured = {}
     for name, bundled_with in {"colour_blur": colour_blur, "colour_strength": colour_strength, "strength": strength, "confine": confine}.items():
-        value = numbers.get("editor", {}).get(name)
+        value = editor.get(name)
         measured[name] = EDITOR_DEFAULTS[name] if value is None else value
         if measured[name] != bundled_with:
             option = "--" + name.replace("_", "-")
